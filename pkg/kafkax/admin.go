@@ -1,0 +1,144 @@
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Ping sends one metadata request and returns the number of brokers that
+// answered in it. It is the readiness probe for Kafka.
+func Ping(ctx context.Context, brokers []string) (int, error) {
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 3 * time.Second}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("kafka metadata request to %v: %w", brokers, err)
+	}
+	return len(md.Brokers), nil
+}
+
+// WaitReady polls Ping until at least minBrokers answer or ctx ends.
+func WaitReady(ctx context.Context, brokers []string, minBrokers int) error {
+	var last error
+	for {
+		n, err := Ping(ctx, brokers)
+		if err == nil && n >= minBrokers {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%d of %d brokers up", n, minBrokers)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka not ready: %w", last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// EnsureTopics creates every topic of specs under names that does not exist
+// yet, with the given replication factor; existing topics are left as they
+// are. It is idempotent and safe to run from several processes at once.
+func EnsureTopics(ctx context.Context, brokers []string, names Names, specs []TopicSpec, replication int) error {
+	if replication <= 0 {
+		replication = 1
+	}
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, s := range specs {
+		cfg := []kafka.ConfigEntry{
+			{ConfigName: "retention.ms", ConfigValue: retention(s.Retention)},
+			{ConfigName: "cleanup.policy", ConfigValue: map[bool]string{true: "compact", false: "delete"}[s.Compact]},
+		}
+		if replication > 1 {
+			cfg = append(cfg, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(min(2, replication))})
+		}
+		req.Topics = append(req.Topics, kafka.TopicConfig{
+			Topic:             names.Topic(s.Topic),
+			NumPartitions:     s.Partitions,
+			ReplicationFactor: replication,
+			ConfigEntries:     cfg,
+		})
+	}
+	res, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	var errs []error
+	for topic, terr := range res.Errors {
+		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("create topic %s: %w", topic, terr))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// CreateTopics returns before every broker knows the leaders; wait
+	// until metadata shows a leader for each partition.
+	return waitLeaders(ctx, c, req.Topics)
+}
+
+func waitLeaders(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfig) error {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Topic
+	}
+	for {
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil && allLed(md) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics %v have no leaders yet: %w", names, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func allLed(md *kafka.MetadataResponse) bool {
+	for _, t := range md.Topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Error != nil || p.Leader.Host == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// DeleteTopics removes the topics of specs under names; missing ones are
+// ignored. Tests use it in t.Cleanup.
+func DeleteTopics(ctx context.Context, brokers []string, names Names, specs []TopicSpec) error {
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	req := &kafka.DeleteTopicsRequest{}
+	for _, s := range specs {
+		req.Topics = append(req.Topics, names.Topic(s.Topic))
+	}
+	res, err := c.DeleteTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("delete topics: %w", err)
+	}
+	var errs []error
+	for topic, terr := range res.Errors {
+		if terr != nil && !errors.Is(terr, kafka.UnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("delete topic %s: %w", topic, terr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func retention(d time.Duration) string {
+	if d < 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}

@@ -1,0 +1,212 @@
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+)
+
+// Worker processes the records of one partition for as long as this member
+// holds it. Its methods are called from one goroutine.
+type Worker interface {
+	// Handle makes the batch's effects durable. It returns nil only when
+	// they are; an error makes the runner back off and hand the same batch
+	// again, so no record is skipped. Handle deals with permanent record
+	// errors itself (dead-lettering them) and returns nil for them.
+	Handle(ctx context.Context, batch []kafka.Message) error
+	// Close is called when the partition is revoked or the runner stops.
+	Close()
+}
+
+// Assignment describes a partition handed to this member.
+type Assignment struct {
+	Topic     string
+	Partition int
+	// Committed is the group's committed offset, or kafka.FirstOffset when
+	// the group has none.
+	Committed int64
+}
+
+// OpenFunc prepares a worker for a newly assigned partition, before any of
+// its records is fetched (this is where keyed state is restored), and
+// returns the offset to start from. An error ends this generation's hold on
+// the partition; the runner retries with backoff.
+type OpenFunc func(ctx context.Context, a Assignment) (w Worker, start int64, err error)
+
+// GroupConfig configures RunGroup.
+type GroupConfig struct {
+	Brokers []string
+	GroupID string
+	Topic   string
+	// MaxBatch bounds the records of one Handle call (default 500).
+	MaxBatch int
+	// Linger is how long a batch waits for one more record once it has
+	// one (default 5ms): batches grow under load and stay small when idle.
+	Linger time.Duration
+	// Lag, when set, receives each partition's lag after every batch.
+	Lag func(partition int, lag int64)
+	Log *zap.Logger
+}
+
+// RunGroup joins the consumer group and, for each generation, runs one
+// goroutine per assigned partition: Open, then fetch, Handle, commit. Offsets
+// are committed to Kafka only after Handle returns nil. It blocks until ctx
+// ends and returns nil then, or a setup error.
+func RunGroup(ctx context.Context, cfg GroupConfig, open OpenFunc) error {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 500
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
+	log := cfg.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    cfg.GroupID,
+		Brokers:               cfg.Brokers,
+		Topics:                []string{cfg.Topic},
+		StartOffset:           kafka.FirstOffset,
+		HeartbeatInterval:     time.Second,
+		SessionTimeout:        10 * time.Second,
+		RebalanceTimeout:      10 * time.Second,
+		JoinGroupBackoff:      500 * time.Millisecond,
+		WatchPartitionChanges: true,
+		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { log.Debug(fmt.Sprintf(msg, args...)) }),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", cfg.GroupID, err)
+	}
+	defer group.Close()
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("consumer group: join failed, retrying", zap.String("group", cfg.GroupID), zap.Error(err))
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		var commitMu sync.Mutex
+		commit := func(partition int, next int64) error {
+			commitMu.Lock()
+			defer commitMu.Unlock()
+			return gen.CommitOffsets(map[string]map[int]int64{cfg.Topic: {partition: next}})
+		}
+		parts := gen.Assignments[cfg.Topic]
+		ids := make([]int, len(parts))
+		for i, p := range parts {
+			ids[i] = p.ID
+		}
+		log.Info("consumer group: partitions assigned", zap.String("group", cfg.GroupID),
+			zap.Int32("generation", gen.ID), zap.Ints("partitions", ids))
+		for _, p := range parts {
+			a := Assignment{Topic: cfg.Topic, Partition: p.ID, Committed: p.Offset}
+			gen.Start(func(gctx context.Context) {
+				runPartition(gctx, cfg, log, a, open, commit)
+			})
+		}
+	}
+}
+
+func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment, open OpenFunc,
+	commit func(int, int64) error) {
+	log = log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
+	var (
+		w     Worker
+		start int64
+		err   error
+	)
+	for attempt := 0; ; attempt++ {
+		w, start, err = open(ctx, a)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("open partition failed, retrying", zap.Error(err))
+		if !sleep(ctx, Backoff(attempt, 100*time.Millisecond, 5*time.Second)) {
+			return
+		}
+	}
+	defer w.Close()
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   cfg.Brokers,
+		Topic:     a.Topic,
+		Partition: a.Partition,
+		MinBytes:  1,
+		MaxBytes:  8 << 20,
+		MaxWait:   100 * time.Millisecond,
+		// Read-committed is irrelevant (no transactions); keep defaults.
+	})
+	defer r.Close()
+	if err := r.SetOffset(start); err != nil {
+		log.Error("set offset", zap.Int64("offset", start), zap.Error(err))
+		return
+	}
+	batch := make([]kafka.Message, 0, cfg.MaxBatch)
+	for {
+		batch = batch[:0]
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("fetch failed", zap.Error(err))
+			}
+			return
+		}
+		batch = append(batch, m)
+		for len(batch) < cfg.MaxBatch {
+			lctx, cancel := context.WithTimeout(ctx, cfg.Linger)
+			m, err := r.FetchMessage(lctx)
+			cancel()
+			if err != nil {
+				break
+			}
+			batch = append(batch, m)
+		}
+		for attempt := 0; ; attempt++ {
+			err := w.Handle(ctx, batch)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("batch failed, retrying the same batch", zap.Int("records", len(batch)),
+				zap.Int64("first_offset", batch[0].Offset), zap.Int("attempt", attempt+1), zap.Error(err))
+			if !sleep(ctx, Backoff(attempt, 100*time.Millisecond, 10*time.Second)) {
+				return
+			}
+		}
+		last := batch[len(batch)-1]
+		if err := commit(a.Partition, last.Offset+1); err != nil && !errors.Is(err, context.Canceled) {
+			// The work is durable; a lost commit means a redelivery that
+			// the idempotent consumers absorb.
+			log.Warn("commit offsets failed", zap.Int64("offset", last.Offset+1), zap.Error(err))
+		}
+		if cfg.Lag != nil {
+			cfg.Lag(a.Partition, max(0, last.HighWaterMark-last.Offset-1))
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

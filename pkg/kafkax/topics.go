@@ -1,0 +1,79 @@
+// Package kafkax sets up kafka-go the way reviewpipe needs it: topic and
+// group names declared once, writers that wait for every in-sync replica,
+// topic creation, broker readiness, and a consumer-group runner that hands
+// each assigned partition to a worker and commits only after the work is
+// durable.
+package kafkax
+
+import "time"
+
+// Topic is a topic's base name; Topics.Namespace prefixes it for tests.
+type Topic string
+
+// The topics of reviewpipe (CONTRACT §5) and the processor's changelog.
+const (
+	TopicRaw            Topic = "reviews.raw.v1"
+	TopicNormalized     Topic = "reviews.normalized.v1"
+	TopicDLQ            Topic = "reviews.dlq.v1"
+	TopicSyncRequests   Topic = "reviews.sync-requests.v1"
+	TopicProcessorState Topic = "reviews.processor-state.v1"
+)
+
+// Group is a consumer group's base name.
+type Group string
+
+// The consumer groups of reviewpipe.
+const (
+	GroupProcessor Group = "reviewpipe.processor"
+	GroupSink      Group = "reviewpipe.sink"
+	GroupPoller    Group = "reviewpipe.poller"
+	GroupAnalytics Group = "reviewpipe.analytics.movie-stats"
+)
+
+// Header names reviewpipe sets on records.
+const (
+	HeaderEventID  = "event-id"
+	HeaderSource   = "source"
+	HeaderRepair   = "repair"
+	HeaderAccepted = "accepted-at" // RFC 3339 nano: when the pipeline first accepted the change
+)
+
+// Names resolves topic and group names under a namespace: empty in
+// production, a unique prefix per test so tests never share a topic.
+type Names struct{ Namespace string }
+
+// Topic returns the full name of t.
+func (n Names) Topic(t Topic) string { return n.Namespace + string(t) }
+
+// Group returns the full name of g.
+func (n Names) Group(g Group) string { return n.Namespace + string(g) }
+
+// TopicSpec says how a topic is created.
+type TopicSpec struct {
+	Topic      Topic
+	Partitions int
+	// Compact selects cleanup.policy=compact (else delete).
+	Compact bool
+	// Retention is retention.ms; negative keeps records forever.
+	Retention time.Duration
+}
+
+// DefaultPartitions is the partition count of the partitioned topics: enough
+// for several processor and sink instances to share the work.
+const DefaultPartitions = 6
+
+// Specs lists every topic with its settings. reviews.raw.v1 keeps records
+// forever because reconciliation replays it from the start; the processor's
+// changelog is compacted and co-partitioned with reviews.raw.v1.
+func Specs(partitions int) []TopicSpec {
+	if partitions <= 0 {
+		partitions = DefaultPartitions
+	}
+	return []TopicSpec{
+		{Topic: TopicRaw, Partitions: partitions, Retention: -1},
+		{Topic: TopicNormalized, Partitions: partitions, Retention: 30 * 24 * time.Hour},
+		{Topic: TopicDLQ, Partitions: 3, Retention: 90 * 24 * time.Hour},
+		{Topic: TopicSyncRequests, Partitions: 3, Retention: 7 * 24 * time.Hour},
+		{Topic: TopicProcessorState, Partitions: partitions, Compact: true, Retention: -1},
+	}
+}

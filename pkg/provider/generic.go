@@ -1,0 +1,189 @@
+package provider
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/reviewpipe/reviewpipe/pkg/review"
+)
+
+// Generic is the adapter of the "generic" provider, whose payload CONTRACT §2
+// fixes: one event, or {"events": [...]} of at most 500.
+type Generic struct{}
+
+// Name implements Adapter.
+func (Generic) Name() string { return "generic" }
+
+// GenericEvent is one event of the generic provider.
+type GenericEvent struct {
+	Type string      `json:"type"`
+	Data GenericData `json:"data"`
+}
+
+// GenericData is the review data of a generic event; the simulator's control
+// API takes the same shape.
+type GenericData struct {
+	ReviewID  string         `json:"review_id"`
+	Version   int64          `json:"version"`
+	UpdatedAt string         `json:"updated_at"`
+	Movie     *GenericMovie  `json:"movie,omitempty"`
+	Author    string         `json:"author,omitempty"`
+	Title     string         `json:"title,omitempty"`
+	Body      string         `json:"body,omitempty"`
+	Rating    *GenericRating `json:"rating,omitempty"`
+	Language  string         `json:"language,omitempty"`
+	URL       string         `json:"url,omitempty"`
+}
+
+// GenericMovie identifies the reviewed movie.
+type GenericMovie struct {
+	ImdbID string `json:"imdb_id"`
+	Title  string `json:"title"`
+}
+
+// GenericRating is a rating on the provider's scale.
+type GenericRating struct {
+	Value float64 `json:"value"`
+	Scale float64 `json:"scale"`
+}
+
+// Event types of the generic provider.
+const (
+	GenericUpserted = "review.upserted"
+	GenericDeleted  = "review.deleted"
+)
+
+// Split implements Adapter.
+func (g Generic) Split(body []byte) ([]Change, error) {
+	trimmed := bytes.TrimSpace(body)
+	if !json.Valid(trimmed) {
+		return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &probe); err != nil {
+		return nil, Errorf(ReasonUnknownShape, "body must be a JSON object")
+	}
+	var raws []json.RawMessage
+	if evs, ok := probe["events"]; ok {
+		if err := json.Unmarshal(evs, &raws); err != nil {
+			return nil, Errorf(ReasonUnknownShape, `"events" must be an array of events`)
+		}
+		if len(raws) == 0 {
+			return nil, Errorf(ReasonUnknownShape, `"events" is empty`)
+		}
+		if len(raws) > MaxEventsPerDelivery {
+			return nil, Errorf(ReasonTooManyEvents, "%d events in one delivery, at most %d", len(raws), MaxEventsPerDelivery)
+		}
+	} else {
+		raws = []json.RawMessage{trimmed}
+	}
+	out := make([]Change, 0, len(raws))
+	for i, raw := range raws {
+		ev, err := decodeGeneric(raw)
+		if err != nil {
+			return nil, prefixErr(err, fmt.Sprintf("event %d: ", i))
+		}
+		if _, err := g.normalizeEvent(ev, time.Time{}); err != nil {
+			return nil, prefixErr(err, fmt.Sprintf("event %d: ", i))
+		}
+		out = append(out, Change{ReviewID: ev.Data.ReviewID, Payload: raw})
+	}
+	return out, nil
+}
+
+// Normalize implements Adapter.
+func (g Generic) Normalize(payload []byte, ingestedAt time.Time) (review.Event, error) {
+	ev, err := decodeGeneric(payload)
+	if err != nil {
+		return review.Event{}, err
+	}
+	return g.normalizeEvent(ev, ingestedAt)
+}
+
+func decodeGeneric(raw []byte) (GenericEvent, error) {
+	var ev GenericEvent
+	if !json.Valid(raw) {
+		return ev, Errorf(ReasonNotJSON, "event is not valid JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&ev); err != nil {
+		return ev, Errorf(ReasonUnknownShape, "event does not match the generic shape: %v", err)
+	}
+	if ev.Type != GenericUpserted && ev.Type != GenericDeleted {
+		return ev, Errorf(ReasonUnknownShape, "type %q is neither %q nor %q", ev.Type, GenericUpserted, GenericDeleted)
+	}
+	return ev, nil
+}
+
+func (g Generic) normalizeEvent(ev GenericEvent, ingestedAt time.Time) (review.Event, error) {
+	d := ev.Data
+	if strings.TrimSpace(d.ReviewID) == "" {
+		return review.Event{}, Errorf(ReasonInvalidField, "data.review_id is required")
+	}
+	if d.Version < 1 {
+		return review.Event{}, Errorf(ReasonInvalidField, "data.version must be an integer >= 1, got %d", d.Version)
+	}
+	updated, err := time.Parse(time.RFC3339Nano, d.UpdatedAt)
+	if err != nil {
+		return review.Event{}, Errorf(ReasonInvalidField, "data.updated_at %q is not an RFC 3339 time", d.UpdatedAt)
+	}
+	r := review.Review{
+		ID:              review.Key(g.Name(), d.ReviewID),
+		Provider:        g.Name(),
+		ExternalID:      d.ReviewID,
+		Version:         d.Version,
+		SourceUpdatedAt: updated.UTC(),
+		IngestedAt:      ingestedAt.UTC(),
+	}
+	if d.Movie != nil {
+		if !review.ValidMovieID(d.Movie.ImdbID) {
+			return review.Event{}, Errorf(ReasonInvalidField, "data.movie.imdb_id %q is not an IMDb id (tt + 7 to 10 digits)", d.Movie.ImdbID)
+		}
+		r.MovieID = d.Movie.ImdbID
+	}
+	if ev.Type == GenericDeleted {
+		return review.Event{Op: review.OpDelete, Review: r}, nil
+	}
+	if d.Movie == nil {
+		return review.Event{}, Errorf(ReasonInvalidField, "data.movie is required for %s", GenericUpserted)
+	}
+	if len(d.Body) > MaxBodyChars {
+		return review.Event{}, Errorf(ReasonInvalidField, "data.body is %d bytes, at most %d", len(d.Body), MaxBodyChars)
+	}
+	if d.Rating != nil {
+		v, err := review.Rating(d.Rating.Value, d.Rating.Scale)
+		if err != nil {
+			return review.Event{}, Errorf(ReasonInvalidField, "data.rating: %v", err)
+		}
+		r.Rating = &v
+	}
+	if d.Language != "" {
+		tag, err := review.LanguageTag(d.Language)
+		if err != nil {
+			return review.Event{}, Errorf(ReasonInvalidField, "data.language: %v", err)
+		}
+		r.Language = tag
+	}
+	if d.URL != "" {
+		u, err := url.Parse(d.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return review.Event{}, Errorf(ReasonInvalidField, "data.url %q is not an absolute http(s) URL", d.URL)
+		}
+		r.URL = d.URL
+	}
+	r.Author = review.CleanText(d.Author)
+	r.Title = review.CleanText(d.Title)
+	r.Body = review.CleanText(d.Body)
+	return review.Event{Op: review.OpUpsert, Review: r}, nil
+}
+
+func prefixErr(err error, prefix string) error {
+	if pe, ok := err.(*Error); ok {
+		return &Error{Reason: pe.Reason, Msg: prefix + pe.Msg}
+	}
+	return fmt.Errorf("%s%w", prefix, err)
+}

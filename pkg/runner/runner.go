@@ -1,0 +1,92 @@
+// Package runner is the main-function skeleton of every service: a context
+// cancelled on SIGINT or SIGTERM, workers under an errgroup, and ordered
+// shutdown steps within a deadline.
+package runner
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// Main builds the logger with newLog, runs run until it returns, logs its
+// error once and exits 1 on failure. It never returns.
+func Main(service string, newLog func() (*zap.Logger, error), run func(ctx context.Context, log *zap.Logger) error) {
+	log, err := newLog()
+	if err != nil {
+		os.Stderr.WriteString(service + ": " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, log)
+	stop()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error(service+" failed", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+	log.Info(service + " stopped")
+	_ = log.Sync()
+}
+
+// Group runs long-lived workers and, once ctx ends or any worker fails,
+// runs the shutdown steps in the order they were added.
+type Group struct {
+	eg       *errgroup.Group
+	ctx      context.Context
+	shutdown []func(context.Context) error
+	// Deadline bounds all shutdown steps together (default 20s).
+	Deadline time.Duration
+}
+
+// NewGroup returns a group whose workers see a context cancelled when ctx
+// ends or the first worker fails.
+func NewGroup(ctx context.Context) *Group {
+	eg, gctx := errgroup.WithContext(ctx)
+	return &Group{eg: eg, ctx: gctx}
+}
+
+// Context is the workers' context.
+func (g *Group) Context() context.Context { return g.ctx }
+
+// Go starts a worker; its error (other than context.Canceled) stops the group.
+func (g *Group) Go(f func(ctx context.Context) error) {
+	g.eg.Go(func() error {
+		err := f(g.ctx)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	})
+}
+
+// OnShutdown adds a step run, in order of adding, once the group stops.
+func (g *Group) OnShutdown(f func(ctx context.Context) error) { g.shutdown = append(g.shutdown, f) }
+
+// Wait blocks until ctx ends or a worker fails, runs the shutdown steps,
+// waits for every worker, and returns the first worker error or shutdown error.
+func (g *Group) Wait() error {
+	<-g.ctx.Done()
+	d := g.Deadline
+	if d == 0 {
+		d = 20 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var errs []error
+	for _, f := range g.shutdown {
+		if err := f(sctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := g.eg.Wait(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,81 @@
+// Command receiver accepts providers' signed webhooks (Standard Webhooks)
+// and publishes one raw event per review to reviews.raw.v1, answering 2xx
+// only after Kafka acknowledged them with acks=all.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/reviewpipe/reviewpipe/pkg/config"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/obs"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
+	"github.com/reviewpipe/reviewpipe/pkg/runner"
+	"github.com/reviewpipe/reviewpipe/pkg/webhook"
+	"github.com/reviewpipe/reviewpipe/services/receiver/internal/app"
+)
+
+func main() {
+	env := &config.Env{}
+	runner.Main("receiver", func() (*zap.Logger, error) { return obs.NewLogger("receiver", env.String("LOG_LEVEL", "info")) },
+		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
+}
+
+func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
+	common := config.ReadCommon(env)
+	addr := env.String("RECEIVER_ADDR", "127.0.0.1:8081")
+	adapters := provider.Default()
+	cfg := app.Config{
+		Keys:          map[string][][]byte{},
+		MaxBody:       int64(env.Int("WEBHOOK_MAX_BODY", 1<<20)),
+		MaxInFlight:   env.Int("RECEIVER_MAX_IN_FLIGHT", 256),
+		KafkaDeadline: env.Duration("RECEIVER_KAFKA_DEADLINE", 5*time.Second),
+		Tolerance:     env.Duration("WEBHOOK_TOLERANCE", webhook.DefaultTolerance),
+	}
+	for _, name := range adapters.Names() {
+		keys, err := webhook.ParseSecrets(env.String(config.SecretVar(name), ""))
+		if err != nil {
+			return fmt.Errorf("%s: %w", config.SecretVar(name), err)
+		}
+		cfg.Keys[name] = keys
+	}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
+		zap.String("topic_namespace", common.TopicNamespace))
+
+	names := kafkax.Names{Namespace: common.TopicNamespace}
+	raw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicRaw), MaxAttempts: 2})
+	defer raw.Close()
+	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ), MaxAttempts: 2})
+	defer dlq.Close()
+
+	reg := obs.NewRegistry()
+	rc, err := app.New(cfg, adapters, raw, dlq, log, reg)
+	if err != nil {
+		return err
+	}
+	health := &obs.Health{}
+	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
+	mux := http.NewServeMux()
+	obs.Mount(mux, reg, health)
+	rc.Routes(mux)
+	srv, err := obs.Listen(addr, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", srv.Addr()))
+
+	g := runner.NewGroup(ctx)
+	g.Go(func(context.Context) error { return srv.Serve() })
+	// Stop taking deliveries, let in-flight ones finish their Kafka
+	// writes, then the deferred closes flush the writers.
+	g.OnShutdown(srv.Shutdown)
+	return g.Wait()
+}
