@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make test: the stack that make run uses (started here when not running,
+# and stopped afterwards), then every test: lint, unit, integration against
+# the real Kafka and PostgreSQL, end to end, and the schema compatibility check.
+source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
+trap stack_down EXIT
+
+cd "$ROOT"
+say "lint: gofmt and go vet"
+unformatted=$(gofmt -l pkg services tests)
+[[ -z $unformatted ]] || die "gofmt: these files need formatting: $unformatted"
+MODULES=$(go list -m -f '{{.Path}}/...')
+# shellcheck disable=SC2086
+go vet $MODULES
+
+stack_up
+export REVIEWPIPE_INTEGRATION=1 REVIEWPIPE_BIN=$ROOT/bin
+mkdir -p "$ROOT/tests/artifacts"
+
+say "go test: unit, integration and end-to-end tests (real Kafka and PostgreSQL)"
+# shellcheck disable=SC2086
+go test -count=1 -timeout 40m ${GOTEST_FLAGS:-} $MODULES
