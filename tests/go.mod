@@ -2,4 +2,22 @@ module github.com/reviewpipe/reviewpipe/tests
 
 go 1.26.0
 
-replace github.com/reviewpipe/reviewpipe/pkg => ../pkg
+require (
+	github.com/reviewpipe/reviewpipe/pkg v0.0.0
+	github.com/reviewpipe/reviewpipe/schemas v0.0.0
+)
+
+require (
+	github.com/klauspost/compress v1.20.1 // indirect
+	github.com/pierrec/lz4/v4 v4.1.15 // indirect
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
+	github.com/segmentio/kafka-go v0.4.51 // indirect
+	go.uber.org/multierr v1.10.0 // indirect
+	go.uber.org/zap v1.28.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+)
+
+replace (
+	github.com/reviewpipe/reviewpipe/pkg => ../pkg
+	github.com/reviewpipe/reviewpipe/schemas => ../schemas
+)
