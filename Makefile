@@ -16,7 +16,9 @@ build:
 
 ## run: local Kafka + PostgreSQL + every service, in the foreground until Ctrl-C
 run: build
-	@exec scripts/run.sh
+	@# A job started in the background by a non-interactive shell inherits SIGINT
+	@# as ignored, which bash cannot trap: reset it so Ctrl-C or kill -INT stops all.
+	@exec env --default-signal=INT,TERM,HUP scripts/run.sh
 
 ## test: the same set-up, then every test (unit, integration, end to end)
 test: build

@@ -144,15 +144,30 @@ reviewpipe is running (ready in ${ELAPSED}s). Ctrl-C stops everything.
 
 MSG
 
+# parent_interrupted: make was sent SIGINT or SIGHUP on its own. GNU make then
+# waits for its children inside its signal handler without passing the signal
+# on (it forwards only SIGTERM), so make run would never end. While make sits
+# in that handler the signal is in its blocked mask: notice it and stop. Also
+# stop if make itself is gone.
+PARENT=$PPID
+parent_interrupted() {
+  local blk
+  [[ -r /proc/$PARENT/status ]] || return 0
+  blk=$(awk '/^SigBlk:/ {print $2}' "/proc/$PARENT/status" 2>/dev/null)
+  [[ -n $blk ]] && (( (16#$blk & 16#3) != 0 ))
+}
+
 # Supervise: a service that dies is restarted after a pause, and said so.
 while :; do
+  if parent_interrupted; then on_signal; fi
   for s in "${SERVICES[@]}"; do
     read -r name var def <<<"$s"
     if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
       wait "${PIDS[$name]}" 2>/dev/null; code=$?
       [[ $STOPPING == 1 ]] && break 2
       warn "$name exited (code $code); restarting it in 2s (log: $LOGS/$name.log)"
-      sleep 2
+      sleep 2 & wait $! || true
+      [[ $STOPPING == 1 ]] && break 2
       "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null &
       PIDS[$name]=$!
     fi
