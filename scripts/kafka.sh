@@ -25,8 +25,10 @@ install() {
   command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven)"
   say "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
   rm -rf "$LIBS"
-  mvn -q -B -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$LIBS" \
+  # Maven's output goes to stderr: stdout of `start` is the broker list.
+  MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.passthrough=false" mvn -q -B -Dstyle.color=never \
+    -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$LIBS" >&2 \
     || die "maven could not fetch Kafka's jars (see above); check access to Maven Central"
   touch "$LIBS/.complete"
 }
