@@ -90,7 +90,7 @@ func waitLeaders(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfi
 	}
 	for {
 		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
-		if err == nil && allLed(md) {
+		if err == nil && allLed(md) && leadersServe(ctx, c, md) {
 			return nil
 		}
 		select {
@@ -99,6 +99,29 @@ func waitLeaders(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfi
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// leadersServe asks every partition's leader for its end offset: metadata can
+// name a leader before that broker serves the partition ("not leader").
+func leadersServe(ctx context.Context, c *kafka.Client, md *kafka.MetadataResponse) bool {
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			req.Topics[t.Name] = append(req.Topics[t.Name], kafka.LastOffsetOf(p.ID))
+		}
+	}
+	res, err := c.ListOffsets(ctx, req)
+	if err != nil {
+		return false
+	}
+	for _, parts := range res.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func allLed(md *kafka.MetadataResponse) bool {

@@ -51,9 +51,9 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		zap.String("topic_namespace", common.TopicNamespace))
 
 	names := kafkax.Names{Namespace: common.TopicNamespace}
-	raw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicRaw), MaxAttempts: 2})
+	raw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicRaw), MaxAttempts: 3})
 	defer raw.Close()
-	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ), MaxAttempts: 2})
+	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ), MaxAttempts: 3})
 	defer dlq.Close()
 
 	reg := obs.NewRegistry()

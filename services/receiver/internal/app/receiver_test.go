@@ -45,8 +45,8 @@ func newFixture(t *testing.T, brokers []string, cfg Config) *fixture {
 	if brokers == nil {
 		brokers = st.Brokers
 	}
-	raw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: st.Topic(kafkax.TopicRaw), MaxAttempts: 1})
-	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: st.Topic(kafkax.TopicDLQ), MaxAttempts: 1})
+	raw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: st.Topic(kafkax.TopicRaw), MaxAttempts: 3})
+	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: st.Topic(kafkax.TopicDLQ), MaxAttempts: 3})
 	t.Cleanup(func() { raw.Close(); dlq.Close() })
 	if cfg.Keys == nil {
 		cfg.Keys = map[string][][]byte{"generic": {key1, key2}}
