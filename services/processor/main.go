@@ -1,5 +1,7 @@
-// Command processor is a placeholder until its issue lands: it serves /healthz,
-// /readyz and /metrics so that make run can supervise it.
+// Command processor consumes reviews.raw.v1, normalizes each event with its
+// provider's adapter, drops duplicates and stale versions against keyed
+// state restored from its changelog, and publishes canonical changes to
+// reviews.normalized.v1 (dead letters to reviews.dlq.v1).
 package main
 
 import (
@@ -9,23 +11,65 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/config"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/runner"
+	"github.com/reviewpipe/reviewpipe/services/processor/internal/processor"
 )
 
 func main() {
 	env := &config.Env{}
 	runner.Main("processor", func() (*zap.Logger, error) { return obs.NewLogger("processor", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error {
-			mux := http.NewServeMux()
-			obs.Mount(mux, obs.NewRegistry(), &obs.Health{})
-			srv, err := obs.Listen(env.String("PROCESSOR_ADDR", "127.0.0.1:8083"), mux)
-			if err != nil {
-				return err
-			}
-			g := runner.NewGroup(ctx)
-			g.Go(func(context.Context) error { return srv.Serve() })
-			g.OnShutdown(srv.Shutdown)
-			return g.Wait()
-		})
+		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
+}
+
+func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
+	common := config.ReadCommon(env)
+	addr := env.String("PROCESSOR_ADDR", "127.0.0.1:8083")
+	names := kafkax.Names{Namespace: common.TopicNamespace}
+	cfg := processor.Config{
+		Brokers:      common.Brokers,
+		Names:        names,
+		MaxBatch:     env.Int("PROCESSOR_MAX_BATCH", 500),
+		Linger:       env.Duration("PROCESSOR_LINGER", 0),
+		WriteTimeout: env.Duration("PROCESSOR_WRITE_TIMEOUT", 0),
+	}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
+		zap.String("topic_namespace", common.TopicNamespace))
+
+	writers, closeWriters := processor.NewWriters(common.Brokers, names)
+	// Runs after every worker stopped (runner.Group.Wait returned):
+	// flushes what the writers buffer.
+	defer func() {
+		if err := closeWriters(); err != nil {
+			log.Warn("closing Kafka writers", zap.Error(err))
+		}
+	}()
+	reg := obs.NewRegistry()
+	p, err := processor.New(cfg, provider.Default(), writers, log, reg)
+	if err != nil {
+		return err
+	}
+	health := &obs.Health{}
+	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
+	mux := http.NewServeMux()
+	obs.Mount(mux, reg, health)
+	srv, err := obs.Listen(addr, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", srv.Addr()))
+
+	g := runner.NewGroup(ctx)
+	g.Go(func(context.Context) error { return srv.Serve() })
+	// Cancelling the group's context stops fetching; each partition's
+	// worker finishes or abandons its batch (uncommitted, so it comes
+	// again), then the consumer group leaves.
+	g.Go(p.Run)
+	g.OnShutdown(srv.Shutdown)
+	return g.Wait()
 }

@@ -1,0 +1,317 @@
+// Package processor turns raw provider events into canonical review changes:
+// it consumes reviews.raw.v1 as the consumer group reviewpipe.processor,
+// normalizes each record with its provider's adapter, drops duplicates and
+// stale versions against keyed state kept per input partition, and writes
+// the surviving changes to reviews.normalized.v1 in order per key. Records
+// that can never be processed go to reviews.dlq.v1.
+//
+// # Steps of a batch
+//
+// Each assigned partition has a worker; a batch of its records goes
+// through one file's step each:
+//
+//   - processor_normalize.go: envelope, adapter, canonical event, or a
+//     permanent failure with its dead-letter reason;
+//   - processor_dedupe.go: the keyed-state decision (pkg/dedupe), staged in
+//     an overlay of the partition's store;
+//   - processor_changelog.go: the staged state to reviews.processor-state.v1
+//     (same partition number, key = review key), and its restore on
+//     assignment;
+//   - processor_output.go: normalized records, headers copied from the raw
+//     record;
+//   - processor_deadletter.go: dead letters with the original bytes.
+//
+// Handle writes the changelog first, then the outputs and dead letters, each
+// synchronously with acks=all, and returns nil only then, so RunGroup
+// commits the input offset after everything is durable. Changelog before
+// outputs is deliberate: a crash between them leaves the state ahead of the
+// outputs, and the changes the uncommitted records set are sent again when
+// those records come again (dedupe.Resend), so a key's stream never goes
+// back to an older version; outputs first would re-emit a batch's older
+// versions after its newer ones.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
+)
+
+// Config configures a Processor.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses.
+	Brokers []string
+	// Names resolves topic and group names (a namespace in tests).
+	Names kafkax.Names
+	// MaxBatch bounds the records of one batch (default 500).
+	MaxBatch int
+	// Linger is how long a batch waits for one more record (default 5ms).
+	Linger time.Duration
+	// WriteTimeout bounds each batch's Kafka writes together (default
+	// 30s); past it the batch fails and is retried.
+	WriteTimeout time.Duration
+	// RestoreStall is how long a restore waits for the next changelog
+	// record before it gives up and the open is retried (default 30s).
+	RestoreStall time.Duration
+}
+
+// Validate fills defaults and checks the config.
+func (c *Config) Validate() error {
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 500
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.RestoreStall == 0 {
+		c.RestoreStall = 30 * time.Second
+	}
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("processor: no Kafka brokers configured (KAFKA_BROKERS)")
+	case c.MaxBatch < 1:
+		return fmt.Errorf("processor: MaxBatch must be at least 1, got %d", c.MaxBatch)
+	}
+	return nil
+}
+
+// Writer is what the processor needs of a Kafka writer: a synchronous,
+// acks=all WriteMessages that returns only once every record is
+// acknowledged (kafkax.NewWriter).
+type Writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Writers are the processor's outputs. The caller owns and closes them.
+type Writers struct {
+	// Normalized writes reviews.normalized.v1, partitioned by key with murmur2.
+	Normalized Writer
+	// DLQ writes reviews.dlq.v1.
+	DLQ Writer
+	// Changelog writes reviews.processor-state.v1 to the partition each
+	// message names (NewChangelogWriter): the input partition's number.
+	Changelog Writer
+}
+
+// NewWriters returns the three writers on brokers under names, and a
+// function that closes them (flushing what is buffered).
+func NewWriters(brokers []string, names kafkax.Names) (Writers, func() error) {
+	norm := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: names.Topic(kafkax.TopicNormalized)})
+	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: names.Topic(kafkax.TopicDLQ)})
+	cl := NewChangelogWriter(brokers, names.Topic(kafkax.TopicProcessorState))
+	return Writers{Normalized: norm, DLQ: dlq, Changelog: cl}, func() error {
+		return errors.Join(norm.Close(), dlq.Close(), cl.Close())
+	}
+}
+
+// NewChangelogWriter returns an acks=all writer of topic that puts each
+// message on the partition its Partition field names, so a partition's
+// state lands on the changelog partition of the same number whatever the
+// key hashes to.
+func NewChangelogWriter(brokers []string, topic string) *kafka.Writer {
+	w := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: topic})
+	w.Balancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int { return m.Partition })
+	return w
+}
+
+// Processor consumes reviews.raw.v1 and runs a worker per assigned
+// partition. Safe for concurrent use by the workers RunGroup starts.
+type Processor struct {
+	cfg      Config
+	adapters *provider.Registry
+	w        Writers
+	log      *zap.Logger
+	m        *metrics
+	now      func() time.Time
+}
+
+// New returns a processor. reg receives its metrics.
+func New(cfg Config, adapters *provider.Registry, w Writers, log *zap.Logger, reg prometheus.Registerer) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if w.Normalized == nil || w.DLQ == nil || w.Changelog == nil {
+		return nil, errors.New("processor: a writer is missing")
+	}
+	p := &Processor{cfg: cfg, adapters: adapters, w: w, log: log, m: newMetrics(reg), now: time.Now}
+	for _, name := range append(adapters.Names(), providerUnknown) {
+		p.m.in.WithLabelValues(name)
+		for _, d := range decisionLabels() {
+			p.m.decisions.WithLabelValues(name, d)
+		}
+	}
+	return p, nil
+}
+
+// Run joins the consumer group and processes until ctx ends; it returns nil
+// then, or an error when the topics are missing or not co-partitioned. It
+// blocks.
+func (p *Processor) Run(ctx context.Context) error {
+	if err := p.checkTopics(ctx); err != nil {
+		return err
+	}
+	return kafkax.RunGroup(ctx, kafkax.GroupConfig{
+		Brokers:  p.cfg.Brokers,
+		GroupID:  p.cfg.Names.Group(kafkax.GroupProcessor),
+		Topic:    p.cfg.Names.Topic(kafkax.TopicRaw),
+		MaxBatch: p.cfg.MaxBatch,
+		Linger:   p.cfg.Linger,
+		Lag: func(partition int, lag int64) {
+			p.m.lag.WithLabelValues(strconv.Itoa(partition)).Set(float64(lag))
+		},
+		Log: p.log,
+	}, p.open)
+}
+
+// checkTopics makes sure the changelog has a partition for every input
+// partition: the state of input partition n lives on changelog partition n.
+func (p *Processor) checkTopics(ctx context.Context) error {
+	raw, state := p.cfg.Names.Topic(kafkax.TopicRaw), p.cfg.Names.Topic(kafkax.TopicProcessorState)
+	c := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Timeout: 10 * time.Second}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{raw, state}})
+	if err != nil {
+		return fmt.Errorf("kafka metadata: %w", err)
+	}
+	parts := map[string]int{}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			return fmt.Errorf("topic %s: %w (run `reviewctl setup`)", t.Name, t.Error)
+		}
+		parts[t.Name] = len(t.Partitions)
+	}
+	if parts[state] < parts[raw] {
+		return fmt.Errorf("topic %s has %d partitions but %s has %d: the changelog needs one per input partition",
+			state, parts[state], raw, parts[raw])
+	}
+	return nil
+}
+
+// open is the RunGroup OpenFunc: it restores the partition's state from the
+// changelog, up to the changelog's end offset at assignment, before any
+// record of the partition is handled, and starts at the committed offset.
+func (p *Processor) open(ctx context.Context, a kafkax.Assignment) (kafkax.Worker, int64, error) {
+	start := time.Now()
+	store := dedupe.NewMemStore(0)
+	n, err := p.restore(ctx, a.Partition, store)
+	if err != nil {
+		return nil, 0, fmt.Errorf("restore state of partition %d: %w", a.Partition, err)
+	}
+	took := time.Since(start)
+	p.m.restore.Observe(took.Seconds())
+	p.m.stateKeys.WithLabelValues(strconv.Itoa(a.Partition)).Set(float64(store.Len()))
+	p.log.Info("partition state restored", zap.Int("partition", a.Partition), zap.Int("changelog_records", n),
+		zap.Int("keys", store.Len()), zap.Duration("took", took), zap.Int64("start_offset", a.Committed))
+	w := &worker{
+		p:         p,
+		partition: a.Partition,
+		store:     store,
+		overlay:   dedupe.NewOverlay(store),
+		confirmed: a.Committed,
+		log:       p.log.With(zap.Int("partition", a.Partition)),
+	}
+	return w, a.Committed, nil
+}
+
+// worker handles one partition's batches; RunGroup calls it from one
+// goroutine.
+type worker struct {
+	p         *Processor
+	partition int
+	store     dedupe.Store
+	overlay   *dedupe.Overlay
+	// confirmed is the input offset below which every output is known to
+	// be written: the committed offset at assignment, then the offset
+	// after the last handled batch.
+	confirmed int64
+	log       *zap.Logger
+}
+
+// Handle implements kafkax.Worker: it decides the whole batch, writes the
+// changelog, then the outputs and dead letters, and returns nil only when
+// Kafka acknowledged all of them. On an error nothing of the batch counts
+// as done; the same batch comes again.
+func (w *worker) Handle(ctx context.Context, batch []kafka.Message) error {
+	start := time.Now()
+	now := w.p.now()
+	ctx, cancel := context.WithTimeout(ctx, w.p.cfg.WriteTimeout)
+	defer cancel()
+
+	var recs []record
+	_ = w.p.m.observe(stepNormalize, func() error { recs = w.p.normalize(batch, now); return nil })
+	w.overlay.Discard()
+	_ = w.p.m.observe(stepDedupe, func() error { w.decide(recs); return nil })
+
+	if err := w.p.m.observe(stepChangelog, func() error { return w.writeChangelog(ctx) }); err != nil {
+		w.overlay.Discard()
+		return fmt.Errorf("write state changelog: %w", err)
+	}
+	// The store now mirrors what the changelog acknowledged; a retry of
+	// this batch resends what it set (dedupe.Resend).
+	w.overlay.Commit()
+
+	if err := w.p.m.observe(stepOutput, func() error { return w.writeOutputs(ctx, recs) }); err != nil {
+		return fmt.Errorf("write normalized records: %w", err)
+	}
+	if err := w.p.m.observe(stepDeadLetter, func() error { return w.writeDeadLetters(ctx, recs, now) }); err != nil {
+		return fmt.Errorf("write dead letters: %w", err)
+	}
+	w.confirmed = batch[len(batch)-1].Offset + 1
+	w.count(recs, start)
+	return nil
+}
+
+// count records the metrics of a handled batch.
+func (w *worker) count(recs []record, start time.Time) {
+	m := w.p.m
+	acked := time.Now()
+	for i := range recs {
+		r := &recs[i]
+		m.in.WithLabelValues(r.provider).Inc()
+		switch {
+		case r.failed():
+			m.deadLetters.WithLabelValues(r.provider, r.reason).Inc()
+			w.log.Info("record dead-lettered", zap.Int64("offset", r.msg.Offset), zap.ByteString("key", r.msg.Key),
+				zap.String("event_id", r.raw.EventID), zap.String("provider", r.raw.Provider),
+				zap.String("reason", r.reason), zap.Error(r.err))
+		default:
+			m.decisions.WithLabelValues(r.provider, r.decision.String()).Inc()
+			if r.decision.Emit() {
+				m.out.WithLabelValues(r.provider, string(r.event.Op)).Inc()
+				if !r.acceptedAt.IsZero() {
+					m.latency.WithLabelValues(r.provider).Observe(acked.Sub(r.acceptedAt).Seconds())
+				}
+			}
+		}
+	}
+	m.batch.Observe(time.Since(start).Seconds())
+	m.stateKeys.WithLabelValues(strconv.Itoa(w.partition)).Set(float64(w.store.Len()))
+}
+
+// Close implements kafkax.Worker: the partition was revoked; its state is
+// dropped (the next owner restores it from the changelog).
+func (w *worker) Close() {
+	w.p.m.forget(w.partition)
+	w.store, w.overlay = nil, nil
+}
+
+// The steps, as metric labels.
+const (
+	stepNormalize  = "normalize"
+	stepDedupe     = "dedupe"
+	stepChangelog  = "changelog"
+	stepOutput     = "output"
+	stepDeadLetter = "deadletter"
+)

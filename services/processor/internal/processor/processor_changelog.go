@@ -1,0 +1,117 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+)
+
+// writeChangelog writes the batch's staged state, one record per changed
+// key with its latest entry, to the changelog partition of the input
+// partition's number. Nothing is written when no key changed.
+func (w *worker) writeChangelog(ctx context.Context) error {
+	changes := w.overlay.Changes()
+	if len(changes) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(changes))
+	for i, c := range changes {
+		v, err := json.Marshal(c.Entry)
+		if err != nil {
+			return fmt.Errorf("encode state of %s: %w", c.Key, err)
+		}
+		msgs[i] = kafka.Message{Partition: w.partition, Key: []byte(c.Key), Value: v}
+	}
+	return w.p.w.Changelog.WriteMessages(ctx, msgs...)
+}
+
+// restore reads the changelog partition of the given number from its first
+// offset to its end offset as of now into s and returns how many records it
+// read. A record with a null value forgets its key; one that does not
+// decode is skipped (its key then counts as unseen, which can only cause a
+// duplicate output, never a lost one).
+func (p *Processor) restore(ctx context.Context, partition int, s dedupe.Store) (int, error) {
+	topic := p.cfg.Names.Topic(kafkax.TopicProcessorState)
+	first, end, err := p.bounds(ctx, topic, partition)
+	if err != nil {
+		return 0, err
+	}
+	if end <= first {
+		return 0, nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   p.cfg.Brokers,
+		Topic:     topic,
+		Partition: partition,
+		MinBytes:  1,
+		MaxBytes:  16 << 20,
+		MaxWait:   100 * time.Millisecond,
+	})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		return 0, fmt.Errorf("seek %s/%d to %d: %w", topic, partition, first, err)
+	}
+	n := 0
+	for {
+		// A fetch that finds nothing for this long means the records up to
+		// end are gone (say, a null-value tombstone at the tail removed by
+		// compaction): fail loudly rather than run on a partial state, which
+		// could let an older version through after a newer one. RunGroup
+		// retries the open with backoff.
+		fctx, cancel := context.WithTimeout(ctx, p.cfg.RestoreStall)
+		m, err := r.FetchMessage(fctx)
+		cancel()
+		if err != nil {
+			return n, fmt.Errorf("read %s/%d after %d records, %d to go to end offset %d: %w",
+				topic, partition, n, end-r.Offset(), end, err)
+		}
+		n++
+		p.m.restored.Inc()
+		if m.Value == nil {
+			s.Delete(string(m.Key))
+		} else {
+			var e dedupe.Entry
+			if err := json.Unmarshal(m.Value, &e); err != nil {
+				p.m.badState.Inc()
+				p.log.Warn("skipping undecodable state record", zap.Int("partition", partition),
+					zap.Int64("offset", m.Offset), zap.ByteString("key", m.Key), zap.Error(err))
+			} else {
+				s.Put(string(m.Key), e)
+			}
+		}
+		// Compaction leaves gaps in offsets; the end offset is one past
+		// the last record, which compaction never removes.
+		if m.Offset >= end-1 {
+			return n, nil
+		}
+	}
+}
+
+// bounds returns the first and end (one past the last) offsets of a
+// partition.
+func (p *Processor) bounds(ctx context.Context, topic string, partition int) (first, end int64, err error) {
+	c := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Timeout: 10 * time.Second}
+	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},
+	}})
+	if err != nil {
+		return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+	}
+	for _, po := range res.Topics[topic] {
+		if po.Partition != partition {
+			continue
+		}
+		if po.Error != nil {
+			return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, po.Error)
+		}
+		return po.FirstOffset, po.LastOffset, nil
+	}
+	return 0, 0, fmt.Errorf("list offsets of %s/%d: partition not in the answer", topic, partition)
+}
