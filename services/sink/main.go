@@ -1,31 +1,96 @@
-// Command sink is a placeholder until its issue lands: it serves /healthz,
-// /readyz and /metrics so that make run can supervise it.
+// Command sink consumes reviews.normalized.v1 and writes each batch of
+// changes, with its consumed offsets, in one PostgreSQL transaction,
+// guarded by version, resuming from the offsets stored in PostgreSQL.
 package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/config"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
+	"github.com/reviewpipe/reviewpipe/pkg/pgstore"
 	"github.com/reviewpipe/reviewpipe/pkg/runner"
+	"github.com/reviewpipe/reviewpipe/services/sink/internal/app"
+	"github.com/reviewpipe/reviewpipe/services/sink/internal/store"
 )
 
 func main() {
 	env := &config.Env{}
 	runner.Main("sink", func() (*zap.Logger, error) { return obs.NewLogger("sink", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error {
-			mux := http.NewServeMux()
-			obs.Mount(mux, obs.NewRegistry(), &obs.Health{})
-			srv, err := obs.Listen(env.String("SINK_ADDR", "127.0.0.1:8084"), mux)
-			if err != nil {
-				return err
-			}
-			g := runner.NewGroup(ctx)
-			g.Go(func(context.Context) error { return srv.Serve() })
-			g.OnShutdown(srv.Shutdown)
-			return g.Wait()
-		})
+		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
+}
+
+func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
+	common := config.ReadCommon(env)
+	addr := env.String("SINK_ADDR", "127.0.0.1:8084")
+	names := kafkax.Names{Namespace: common.TopicNamespace}
+	cfg := app.Config{
+		Brokers:         common.Brokers,
+		Names:           names,
+		MaxBatch:        env.Int("SINK_MAX_BATCH", 1000),
+		Linger:          env.Duration("SINK_LINGER", 10*time.Millisecond),
+		TxTimeout:       env.Duration("SINK_TX_TIMEOUT", 30*time.Second),
+		BreakerFailures: env.Int("SINK_BREAKER_FAILURES", 3),
+		BreakerOpen:     env.Duration("SINK_BREAKER_OPEN", 5*time.Second),
+	}
+	method := store.Unnest
+	switch m := env.String("SINK_BULK_METHOD", "unnest"); m {
+	case "unnest":
+	case "copy":
+		method = store.Copy
+	default:
+		return fmt.Errorf("SINK_BULK_METHOD=%q: must be unnest or copy", m)
+	}
+	copyFrom := env.Int("SINK_COPY_FROM", 500)
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
+		zap.String("database", config.MaskURL(common.DatabaseURL)), zap.String("topic_namespace", common.TopicNamespace),
+		zap.Int("max_batch", cfg.MaxBatch), zap.Stringer("bulk_method", method))
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err := pgstore.WaitReady(wctx, common.DatabaseURL)
+	cancel()
+	if err != nil {
+		return err
+	}
+	db, err := pgstore.Open(ctx, common.DatabaseURL, 8)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ)})
+	defer dlq.Close()
+
+	reg := obs.NewRegistry()
+	sink, err := app.New(cfg, store.New(db, method, copyFrom), dlq, log, reg)
+	if err != nil {
+		return err
+	}
+	health := &obs.Health{}
+	health.Add("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
+	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
+	mux := http.NewServeMux()
+	obs.Mount(mux, reg, health)
+	srv, err := obs.Listen(addr, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", srv.Addr()))
+
+	g := runner.NewGroup(ctx)
+	g.Go(func(context.Context) error { return srv.Serve() })
+	// RunGroup returns once ctx ends and the in-flight batch's
+	// transaction has finished or rolled back; the deferred closes then
+	// flush the dead-letter writer and close the pool.
+	g.Go(sink.Run)
+	g.OnShutdown(srv.Shutdown)
+	return g.Wait()
 }

@@ -1,0 +1,187 @@
+// Package batch turns a batch of reviews.normalized.v1 records into the
+// changes the sink writes: it decodes and checks each record, and collapses
+// several changes of one review id to the one that wins.
+//
+// The winner is the greatest change in the processor's total order
+// (dedupe.Entry.Compare): the higher version, then a delete over an upsert
+// of the same version, then the greater content hash. The store's upsert
+// guard applies the same order across batches, so the stored row per id is
+// the greatest change ever seen, whatever the arrival order.
+//
+// The package does no I/O; it is pure and safe for concurrent use.
+package batch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
+	"github.com/reviewpipe/reviewpipe/pkg/envelope"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/review"
+)
+
+// Change is one decoded normalized event, ready to write.
+type Change struct {
+	// Offset is the record's offset in its partition.
+	Offset int64
+	Review review.Review
+	// Deleted marks a delete: the row becomes a hidden tombstone that
+	// keeps its version.
+	Deleted bool
+	// Hash is review.ContentHash of the event.
+	Hash string
+	// AcceptedAt is the record's accepted-at header (zero when absent).
+	AcceptedAt time.Time
+	// EventID is the record's event-id header, for logs.
+	EventID string
+	// Repair marks a change that reconciliation sent.
+	Repair bool
+}
+
+// Entry is the change's place in the processor's total order.
+func (c Change) Entry() dedupe.Entry {
+	return dedupe.Entry{Version: c.Review.Version, Hash: dedupe.HashOf(c.Hash), Deleted: c.Deleted, Offset: c.Offset}
+}
+
+// Op returns the change's operation.
+func (c Change) Op() review.Op {
+	if c.Deleted {
+		return review.OpDelete
+	}
+	return review.OpUpsert
+}
+
+// Reasons a record is refused (dead-lettered); bounded, for metrics.
+const (
+	ReasonNotJSON      = "not_json"
+	ReasonInvalidEvent = "invalid_event"
+	ReasonKeyMismatch  = "key_mismatch"
+)
+
+// InvalidError is a permanent problem with one record: retrying cannot fix
+// it, so the record is dead-lettered and the offset moves on.
+type InvalidError struct {
+	Reason string
+	Err    error
+}
+
+func (e *InvalidError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+func invalid(reason, format string, args ...any) error {
+	return &InvalidError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// Decode decodes and checks one reviews.normalized.v1 record. now fills a
+// missing ingested_at. The error is an *InvalidError.
+func Decode(m kafka.Message, now time.Time) (Change, error) {
+	var ev review.Event
+	if err := json.Unmarshal(m.Value, &ev); err != nil {
+		return Change{}, invalid(ReasonNotJSON, "value is not a normalized event: %v", err)
+	}
+	r := ev.Review
+	if ev.Op != review.OpUpsert && ev.Op != review.OpDelete {
+		return Change{}, invalid(ReasonInvalidEvent, "op %q is neither upsert nor delete", ev.Op)
+	}
+	if err := check(ev.Op, r); err != nil {
+		return Change{}, err
+	}
+	if key := string(m.Key); key != r.ID {
+		return Change{}, invalid(ReasonKeyMismatch, "record key %q is not the review id %q", key, r.ID)
+	}
+	if r.IngestedAt.IsZero() {
+		r.IngestedAt = now
+	}
+	if r.SourceUpdatedAt.IsZero() {
+		// Only deletes get here (check refuses such upserts); their time
+		// is shown nowhere.
+		r.SourceUpdatedAt = r.IngestedAt
+	}
+	c := Change{
+		Offset:  m.Offset,
+		Review:  r,
+		Deleted: ev.Op == review.OpDelete,
+		Hash:    review.ContentHash(ev.Op, ev.Review),
+		EventID: envelope.Header(m, kafkax.HeaderEventID),
+		Repair:  ev.Repair,
+	}
+	if h := envelope.Header(m, kafkax.HeaderAccepted); h != "" {
+		if t, err := time.Parse(time.RFC3339Nano, h); err == nil {
+			c.AcceptedAt = t
+		}
+	}
+	if c.Deleted {
+		// A tombstone keeps no content: only what identifies it.
+		c.Review = review.Review{ID: r.ID, Provider: r.Provider, ExternalID: r.ExternalID, MovieID: r.MovieID,
+			Version: r.Version, SourceUpdatedAt: r.SourceUpdatedAt, IngestedAt: r.IngestedAt}
+	}
+	return c, nil
+}
+
+// check enforces what the store's columns need, so that one bad record is
+// dead-lettered instead of failing its whole batch's transaction forever.
+func check(op review.Op, r review.Review) error {
+	switch {
+	case r.ID == "" || r.Provider == "" || r.ExternalID == "":
+		return invalid(ReasonInvalidEvent, "review lacks id, provider or external_id")
+	case r.ID != review.Key(r.Provider, r.ExternalID):
+		return invalid(ReasonInvalidEvent, "review id %q is not provider:external_id", r.ID)
+	case r.Version < 1:
+		return invalid(ReasonInvalidEvent, "review %s has version %d, below 1", r.ID, r.Version)
+	case r.Rating != nil && (*r.Rating < 0 || *r.Rating > 100):
+		return invalid(ReasonInvalidEvent, "review %s has rating %d outside 0..100", r.ID, *r.Rating)
+	case r.MovieID != "" && !review.ValidMovieID(r.MovieID):
+		return invalid(ReasonInvalidEvent, "review %s has movie_id %q, not an IMDb id", r.ID, r.MovieID)
+	}
+	if op == review.OpUpsert {
+		if r.MovieID == "" {
+			return invalid(ReasonInvalidEvent, "upsert of %s has no movie_id", r.ID)
+		}
+		if r.SourceUpdatedAt.IsZero() {
+			return invalid(ReasonInvalidEvent, "upsert of %s has no source_updated_at", r.ID)
+		}
+	}
+	for _, s := range []string{r.ID, r.Provider, r.ExternalID, r.Author, r.Title, r.Body, r.Language, r.URL} {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return invalid(ReasonInvalidEvent, "review %q has text with invalid UTF-8 or a NUL byte", r.ID)
+		}
+	}
+	return nil
+}
+
+// Collapse keeps, per review id, the greatest change (dedupe order) and
+// returns them in the order of their first appearance, with the number of
+// changes that lost to another of the same id. in is not modified.
+func Collapse(in []Change) (out []Change, superseded int) {
+	index := make(map[string]int, len(in))
+	out = make([]Change, 0, len(in))
+	for _, c := range in {
+		i, seen := index[c.Review.ID]
+		if !seen {
+			index[c.Review.ID] = len(out)
+			out = append(out, c)
+			continue
+		}
+		superseded++
+		if c.Entry().Compare(out[i].Entry()) > 0 {
+			out[i] = c
+		}
+	}
+	return out, superseded
+}
+
+// ReasonOf returns the reason of an *InvalidError, or "".
+func ReasonOf(err error) string {
+	var ie *InvalidError
+	if errors.As(err, &ie) {
+		return ie.Reason
+	}
+	return ""
+}

@@ -1,0 +1,400 @@
+// Package store is the sink's PostgreSQL adapter: it writes a batch of
+// normalized changes and the batch's consumed offset in one transaction,
+// so the store equals the log effectively once, and reads the offset back
+// when a partition is assigned.
+//
+// A Store is safe for concurrent use; each partition's worker calls Apply
+// for its own partition, one batch at a time.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/reviewpipe/reviewpipe/services/sink/internal/batch"
+)
+
+// NotifyChannel is the PostgreSQL channel on which every committed batch
+// announces, per changed movie, the review ids it changed (see Notice). A
+// notification is delivered only when its transaction commits, so a
+// listener that reads the store on receipt always sees the change.
+const NotifyChannel = "review_changes"
+
+// Notice is the JSON payload of a notification on NotifyChannel.
+type Notice struct {
+	MovieID string   `json:"movie_id"`
+	IDs     []string `json:"ids"`
+	// More is set when the ids did not fit into one notification
+	// (PostgreSQL's 8000-byte payload limit): the listener should reload
+	// the movie's reviews instead.
+	More bool `json:"more,omitempty"`
+}
+
+// maxNoticeBytes keeps a payload under PostgreSQL's 8000-byte limit.
+const maxNoticeBytes = 7000
+
+// Method selects how a batch's rows reach the merge statement.
+type Method int
+
+// The write methods; BenchmarkApply compares them (see README).
+const (
+	// Unnest passes each column as an array parameter and merges from
+	// unnest(...): one round trip, no temporary table.
+	Unnest Method = iota
+	// Copy streams the rows into a temporary table with COPY, then merges
+	// from it.
+	Copy
+)
+
+func (m Method) String() string {
+	if m == Copy {
+		return "copy"
+	}
+	return "unnest"
+}
+
+// Position says where a batch sits in the log: records [First, Next) of one
+// partition, read by one consumer group.
+type Position struct {
+	Consumer  string
+	Topic     string
+	Partition int
+	First     int64
+	Next      int64
+}
+
+// Written is one row that a batch actually changed.
+type Written struct {
+	ID         string
+	MovieID    string // the row's movie after the change ("" for an orphan tombstone)
+	PrevMovie  string // the row's movie before ("" when it was new or hidden)
+	Deleted    bool
+	AcceptedAt time.Time
+	Repair     bool
+}
+
+// Result reports what Apply did.
+type Result struct {
+	// Replayed counts records at offsets the store had already applied
+	// (a batch handed again after a crash or by a fenced-out member):
+	// they were skipped.
+	Replayed int
+	// Superseded counts changes that lost to a greater change of the same
+	// id within the batch.
+	Superseded int
+	// Stale counts changes that lost to the stored row (older, an exact
+	// duplicate, or a same-version variant that loses the tie).
+	Stale   int
+	Written []Written
+	// Movies lists the movies whose set of visible reviews changed.
+	Movies      []string
+	CommittedAt time.Time
+}
+
+// Store writes batches into PostgreSQL.
+type Store struct {
+	db     *pgxpool.Pool
+	method Method
+	// copyFrom is the batch size from which Copy is used when method is
+	// Copy (small batches always use Unnest).
+	copyFrom int
+}
+
+// New returns a store on db that writes batches of at least copyFrom rows
+// with method (smaller ones with Unnest).
+func New(db *pgxpool.Pool, method Method, copyFrom int) *Store {
+	return &Store{db: db, method: method, copyFrom: copyFrom}
+}
+
+// NextOffset returns the stored next offset of a partition, and false when
+// the store has none.
+func (s *Store) NextOffset(ctx context.Context, consumer, topic string, partition int) (int64, bool, error) {
+	var next int64
+	err := s.db.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets
+		WHERE consumer = $1 AND topic = $2 AND partition = $3`, consumer, topic, partition).Scan(&next)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read stored offset: %w", err)
+	}
+	return next, true, nil
+}
+
+// Apply writes changes (decoded records of pos, in offset order) and
+// pos.Next as the partition's next offset in one transaction. Records below
+// the stored offset are skipped, so a batch handed twice is applied once.
+// It returns an error, and changes nothing, when the transaction fails.
+func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change) (Result, error) {
+	var res Result
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		res = Result{}
+		// Lock the partition's offset row (creating it at the batch's
+		// start): a second member still writing this partition after a
+		// rebalance waits here, then skips what this one applied.
+		var stored int64
+		if err := tx.QueryRow(ctx, `INSERT INTO consumer_offsets AS o (consumer, topic, partition, next_offset)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = o.next_offset
+			RETURNING next_offset`, pos.Consumer, pos.Topic, pos.Partition, pos.First).Scan(&stored); err != nil {
+			return fmt.Errorf("lock offset: %w", err)
+		}
+		if stored >= pos.Next {
+			res.Replayed = len(changes)
+			return nil
+		}
+		fresh := changes
+		if stored > pos.First {
+			i := 0
+			for i < len(fresh) && fresh[i].Offset < stored {
+				i++
+			}
+			res.Replayed, fresh = i, fresh[i:]
+		}
+		winners, superseded := batch.Collapse(fresh)
+		res.Superseded = superseded
+		written, err := s.merge(ctx, tx, winners)
+		if err != nil {
+			return err
+		}
+		res.Written = written
+		res.Stale = len(winners) - len(written)
+		res.Movies = changedMovies(written)
+		b := &pgx.Batch{}
+		if len(res.Movies) > 0 {
+			// Sorted, so concurrent partitions lock movie rows in one order.
+			b.Queue(`INSERT INTO movies AS m (movie_id, last_changed_at)
+				SELECT id, now() FROM unnest($1::text[]) AS id ORDER BY id
+				ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`,
+				res.Movies)
+			b.Queue(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
+		}
+		b.Queue(`UPDATE consumer_offsets SET next_offset = $4, updated_at = now()
+			WHERE consumer = $1 AND topic = $2 AND partition = $3`, pos.Consumer, pos.Topic, pos.Partition, pos.Next)
+		b.Queue(`SELECT now()`).QueryRow(func(row pgx.Row) error { return row.Scan(&res.CommittedAt) })
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("update movies and offset: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("apply batch of %s[%d] offsets %d..%d: %w", pos.Topic, pos.Partition, pos.First, pos.Next-1, err)
+	}
+	return res, nil
+}
+
+// guard is the version guard of every write: the greater change in the
+// processor's order wins (higher version; at equal version a delete over an
+// upsert; else the greater content hash, compared bytewise).
+const guard = `excluded.version > r.version
+	OR (excluded.version = r.version AND excluded.deleted AND NOT r.deleted)
+	OR (excluded.version = r.version AND excluded.deleted = r.deleted
+	    AND excluded.content_hash COLLATE "C" > r.content_hash COLLATE "C")`
+
+// mergeSQL merges the rows of the relation named input (a CTE over unnest
+// or the COPY staging table) into reviews and returns each written row
+// with its movie before the change. Every sub-statement sees the snapshot
+// from before the statement, so prev holds the rows' old movie and state.
+const mergeSQL = `%s
+prev AS (
+	SELECT r.id, r.movie_id, r.deleted FROM reviews r WHERE r.id IN (SELECT id FROM input)
+),
+written AS (
+	INSERT INTO reviews AS r (id, provider, external_id, movie_id, author, rating, title, body, language, url,
+		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, committed_at)
+	SELECT id, provider, external_id, NULLIF(movie_id, ''), author, rating, title, body, language, url,
+		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, now()
+	FROM input
+	ON CONFLICT (id) DO UPDATE SET
+		provider = excluded.provider, external_id = excluded.external_id,
+		movie_id = COALESCE(excluded.movie_id, r.movie_id),
+		author = excluded.author, rating = excluded.rating, title = excluded.title, body = excluded.body,
+		language = excluded.language, url = excluded.url, version = excluded.version, deleted = excluded.deleted,
+		content_hash = excluded.content_hash, source_updated_at = excluded.source_updated_at,
+		ingested_at = excluded.ingested_at, accepted_at = excluded.accepted_at, committed_at = excluded.committed_at
+	WHERE ` + guard + `
+	RETURNING r.id, r.movie_id, r.deleted
+)
+SELECT w.id, COALESCE(w.movie_id, ''), w.deleted, COALESCE(p.movie_id, ''), COALESCE(p.deleted, true)
+FROM written w LEFT JOIN prev p ON p.id = w.id`
+
+const unnestInput = `WITH input (id, provider, external_id, movie_id, author, rating, title, body, language, url,
+		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at) AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[],
+		$8::text[], $9::text[], $10::text[], $11::bigint[], $12::boolean[], $13::text[], $14::timestamptz[],
+		$15::timestamptz[], $16::timestamptz[])
+),`
+
+const copyInput = `WITH input AS (SELECT * FROM sink_input),`
+
+var stagingColumns = []string{"id", "provider", "external_id", "movie_id", "author", "rating", "title", "body",
+	"language", "url", "version", "deleted", "content_hash", "source_updated_at", "ingested_at", "accepted_at"}
+
+const createStaging = `CREATE TEMP TABLE IF NOT EXISTS sink_input (
+	id text, provider text, external_id text, movie_id text, author text, rating smallint, title text, body text,
+	language text, url text, version bigint, deleted boolean, content_hash text, source_updated_at timestamptz,
+	ingested_at timestamptz, accepted_at timestamptz) ON COMMIT DELETE ROWS`
+
+func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Written, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if s.method == Copy && len(cs) >= s.copyFrom {
+		if _, err := tx.Exec(ctx, createStaging); err != nil {
+			return nil, fmt.Errorf("create staging table: %w", err)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_input"}, stagingColumns, pgx.CopyFromSlice(len(cs),
+			func(i int) ([]any, error) { return row(cs[i]), nil })); err != nil {
+			return nil, fmt.Errorf("copy into staging table: %w", err)
+		}
+		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, copyInput))
+	} else {
+		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, unnestInput), columns(cs)...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("merge reviews: %w", err)
+	}
+	byID := make(map[string]*batch.Change, len(cs))
+	for i := range cs {
+		byID[cs[i].Review.ID] = &cs[i]
+	}
+	var out []Written
+	for rows.Next() {
+		var w Written
+		var prevDeleted bool
+		if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted, &w.PrevMovie, &prevDeleted); err != nil {
+			return nil, fmt.Errorf("merge reviews: %w", err)
+		}
+		if prevDeleted {
+			w.PrevMovie = ""
+		}
+		if c := byID[w.ID]; c != nil {
+			w.AcceptedAt, w.Repair = c.AcceptedAt, c.Repair
+		}
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("merge reviews: %w", err)
+	}
+	return out, nil
+}
+
+func row(c batch.Change) []any {
+	r := c.Review
+	var rating *int16
+	if r.Rating != nil {
+		v := int16(*r.Rating)
+		rating = &v
+	}
+	var accepted *time.Time
+	if !c.AcceptedAt.IsZero() {
+		accepted = &c.AcceptedAt
+	}
+	var movie *string
+	if r.MovieID != "" {
+		movie = &r.MovieID
+	}
+	return []any{r.ID, r.Provider, r.ExternalID, movie, r.Author, rating, r.Title, r.Body, r.Language, r.URL,
+		r.Version, c.Deleted, c.Hash, r.SourceUpdatedAt, r.IngestedAt, accepted}
+}
+
+func columns(cs []batch.Change) []any {
+	n := len(cs)
+	var (
+		ids, providers, externals, movies, authors = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		titles, bodies, langs, urls, hashes        = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ratings                                    = make([]*int16, n)
+		versions                                   = make([]int64, n)
+		deleted                                    = make([]bool, n)
+		updated, ingested                          = make([]time.Time, n), make([]time.Time, n)
+		accepted                                   = make([]*time.Time, n)
+	)
+	for i, c := range cs {
+		r := c.Review
+		ids[i], providers[i], externals[i], movies[i], authors[i] = r.ID, r.Provider, r.ExternalID, r.MovieID, r.Author
+		titles[i], bodies[i], langs[i], urls[i], hashes[i] = r.Title, r.Body, r.Language, r.URL, c.Hash
+		if r.Rating != nil {
+			v := int16(*r.Rating)
+			ratings[i] = &v
+		}
+		versions[i], deleted[i] = r.Version, c.Deleted
+		updated[i], ingested[i] = r.SourceUpdatedAt, r.IngestedAt
+		if !c.AcceptedAt.IsZero() {
+			accepted[i] = &cs[i].AcceptedAt
+		}
+	}
+	return []any{ids, providers, externals, movies, authors, ratings, titles, bodies, langs, urls,
+		versions, deleted, hashes, updated, ingested, accepted}
+}
+
+// changedMovies returns, sorted, the movies whose visible reviews changed:
+// a row's movie after the change unless it is now a tombstone, and its
+// movie before unless it was hidden (a review that moved changes both).
+func changedMovies(ws []Written) []string {
+	set := map[string]bool{}
+	for _, w := range ws {
+		if !w.Deleted && w.MovieID != "" {
+			set[w.MovieID] = true
+		}
+		if w.PrevMovie != "" {
+			set[w.PrevMovie] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for m := range set {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// notices builds the notification payloads: per changed movie, the ids
+// whose change its readers should see.
+func notices(ws []Written) []string {
+	ids := map[string][]string{}
+	for _, w := range ws {
+		if !w.Deleted && w.MovieID != "" {
+			ids[w.MovieID] = append(ids[w.MovieID], w.ID)
+		}
+		if w.PrevMovie != "" && (w.PrevMovie != w.MovieID || w.Deleted) {
+			ids[w.PrevMovie] = append(ids[w.PrevMovie], w.ID)
+		}
+	}
+	var out []string
+	for _, m := range changedMovies(ws) {
+		n := Notice{MovieID: m}
+		size := len(m) + 40
+		for _, id := range ids[m] {
+			if size+len(id)+3 > maxNoticeBytes {
+				n.More = true
+				break
+			}
+			n.IDs = append(n.IDs, id)
+			size += len(id) + 3
+		}
+		b, _ := json.Marshal(n)
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// ParseNotice decodes a notification payload.
+func ParseNotice(payload string) (Notice, error) {
+	var n Notice
+	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.MovieID == "" {
+		return Notice{}, fmt.Errorf("notification %q is not a review change notice", strings.TrimSpace(payload))
+	}
+	return n, nil
+}
