@@ -275,4 +275,3 @@ func TestSinkPausesWhilePostgresIsDown(t *testing.T) {
 		t.Fatalf("breaker %s after recovery, want closed", s.BreakerState())
 	}
 }
-
