@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reviewpipe/reviewpipe/pkg/envelope"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+)
+
+func TestBackfill(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+
+	r := run(t, "backfill", "--provider", "generic", "--since", "7d")
+	id := strings.TrimSpace(r.stdout)
+	if r.code != ExitOK || !strings.HasPrefix(id, "bf_") {
+		t.Fatalf("backfill: exit %d, stdout %q", r.code, r.stdout)
+	}
+	recs := readAll(t, st, kafkax.TopicSyncRequests)
+	if len(recs) != 1 {
+		t.Fatalf("%d sync requests, want 1", len(recs))
+	}
+	var req envelope.SyncRequest
+	if err := json.Unmarshal(recs[0].Value, &req); err != nil {
+		t.Fatal(err)
+	}
+	week := time.Now().Add(-7 * 24 * time.Hour)
+	if string(recs[0].Key) != "generic" || req.RequestID != id || req.Kind != envelope.SyncBackfill || req.Provider != "generic" ||
+		req.Since.Sub(week).Abs() > time.Minute || req.RequestedAt.IsZero() {
+		t.Fatalf("sync request: key %s, %+v", recs[0].Key, req)
+	}
+	for _, args := range [][]string{
+		{"backfill", "--provider", "nope", "--since", "1d"},
+		{"backfill", "--provider", "generic"},
+		{"backfill", "--provider", "generic", "--since", "yesterday-ish"},
+		{"backfill", "--provider", "generic", "--since", time.Now().Add(time.Hour).Format(time.RFC3339)},
+	} {
+		if r := run(t, args...); r.code != ExitError || strings.Count(r.stderr, "reviewctl: ") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one error line", args, r.code, r.stderr)
+		}
+	}
+	if r := run(t, "backfill", "--provider", "generic", "--since", "2026-01-02", "--dry-run"); r.code != ExitOK || len(readAll(t, st, kafkax.TopicSyncRequests)) != 1 {
+		t.Fatalf("backfill --dry-run: exit %d or it wrote a request", r.code)
+	}
+
+	// status before the poller's table exists: a clear message, no error.
+	if _, err := st.DB.Exec(ctx, `DROP TABLE IF EXISTS backfill_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "backfill", "status"); r.code != ExitOK || !strings.Contains(r.stdout, "backfill_jobs does not exist yet") {
+		t.Fatalf("backfill status without the table: exit %d, %q", r.code, r.stdout)
+	}
+	var res struct {
+		Jobs         []backfillJob `json:"jobs"`
+		TableMissing bool          `json:"table_missing"`
+	}
+	if r := runJSON(t, &res, "backfill", "status", "--json"); r.code != ExitOK || !res.TableMissing || res.Jobs == nil {
+		t.Fatalf("backfill status --json without the table: %+v", res)
+	}
+	// The table as the poller's migration 0020 makes it (columns per its
+	// owner's description).
+	_, err := st.DB.Exec(ctx, `CREATE TABLE backfill_jobs (request_id text PRIMARY KEY, provider text NOT NULL,
+		since timestamptz NOT NULL, status text NOT NULL, pages integer NOT NULL DEFAULT 0, events bigint NOT NULL DEFAULT 0,
+		cursor text, error text, requested_at timestamptz NOT NULL, started_at timestamptz, updated_at timestamptz,
+		finished_at timestamptz)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.DB.Exec(ctx, `INSERT INTO backfill_jobs VALUES ($1, 'generic', now() - interval '7 days', 'running', 3, 250, 'page-4', NULL,
+			now() - interval '1 minute', now() - interval '50 seconds', now(), NULL),
+		('bf_old', 'generic', now() - interval '30 days', 'failed', 1, 10, NULL, 'provider answered 500',
+			now() - interval '2 days', now() - interval '2 days', now() - interval '2 days', now() - interval '2 days')`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, "backfill", "status")
+	if r.code != ExitOK || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "running") || !strings.Contains(r.stdout, "provider answered 500") {
+		t.Fatalf("backfill status: exit %d\n%s", r.code, r.stdout)
+	}
+	if strings.Index(r.stdout, id) > strings.Index(r.stdout, "bf_old") {
+		t.Error("backfill status: newest first")
+	}
+	if r := runJSON(t, &res, "backfill", "status", "--json", "--limit", "1"); r.code != ExitOK || len(res.Jobs) != 1 ||
+		res.Jobs[0].RequestID != id || res.Jobs[0].Pages != 3 || res.Jobs[0].Events != 250 || res.Jobs[0].FinishedAt != nil {
+		t.Fatalf("backfill status --json: %+v", res.Jobs)
+	}
+}

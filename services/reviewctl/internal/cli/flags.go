@@ -1,0 +1,25 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"io"
+)
+
+// parseArgs parses a subcommand's flags so that a mistake is one line on
+// stderr ("reviewctl <command>: <what>; see -h") rather than the flag
+// package's error followed by the whole usage; -h prints the usage. It
+// returns ExitOK for -h, ExitError for a bad flag, -1 to go on.
+func parseArgs(fs *flag.FlagSet, args []string, o IO) int {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(o.Err)
+	switch {
+	case err == nil:
+		return -1
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return ExitOK
+	}
+	return o.Errorf("%s: %v (see reviewctl %s -h)", fs.Name(), err, fs.Name())
+}
