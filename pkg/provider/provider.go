@@ -110,5 +110,5 @@ const MaxBodyChars = 100 * 1024
 
 // Default returns the registry of every provider reviewpipe knows.
 func Default() *Registry {
-	return NewRegistry(Generic{})
+	return NewRegistry(Generic{}, Cinescore{}, Reelpulse{})
 }
