@@ -87,13 +87,13 @@ func TestGenericNormalize(t *testing.T) {
 
 		// Dates.
 		{name: "date with an offset becomes UTC", typ: GenericUpserted,
-			data: genericWith(func(d map[string]any) { d["updated_at"] = "2026-11-20T10:00:00+05:30" }),
+			data:  genericWith(func(d map[string]any) { d["updated_at"] = "2026-11-20T10:00:00+05:30" }),
 			check: wantGenericUpdated(time.Date(2026, 11, 20, 4, 30, 0, 0, time.UTC))},
 		{name: "date with nanoseconds keeps them", typ: GenericUpserted,
-			data: genericWith(func(d map[string]any) { d["updated_at"] = "2026-11-20T10:00:00.123456789Z" }),
+			data:  genericWith(func(d map[string]any) { d["updated_at"] = "2026-11-20T10:00:00.123456789Z" }),
 			check: wantGenericUpdated(time.Date(2026, 11, 20, 10, 0, 0, 123456789, time.UTC))},
 		{name: "date with -00:00", typ: GenericUpserted,
-			data: genericWith(func(d map[string]any) { d["updated_at"] = "2026-11-20T10:00:00-00:00" }),
+			data:  genericWith(func(d map[string]any) { d["updated_at"] = "2026-11-20T10:00:00-00:00" }),
 			check: wantGenericUpdated(time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC))},
 		{name: "date without a zone", typ: GenericUpserted,
 			data: genericWith(func(d map[string]any) { d["updated_at"] = "2026-11-20T10:00:00" }), reason: ReasonInvalidField},
