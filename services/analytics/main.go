@@ -1,0 +1,73 @@
+// Command analytics is the reference consumer of reviews.normalized.v1: it
+// keeps per-movie rating statistics (count, mean, histogram) in PostgreSQL,
+// correct under updates, deletes and redelivery, and serves them at
+// GET /v1/movies/{movie_id}/rating-stats.
+package main
+
+import (
+	"context"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/reviewpipe/reviewpipe/pkg/config"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/obs"
+	"github.com/reviewpipe/reviewpipe/pkg/pgstore"
+	"github.com/reviewpipe/reviewpipe/pkg/runner"
+	"github.com/reviewpipe/reviewpipe/services/analytics/internal/app"
+	"github.com/reviewpipe/reviewpipe/services/analytics/internal/store"
+)
+
+func main() {
+	env := &config.Env{}
+	runner.Main("analytics", func() (*zap.Logger, error) { return obs.NewLogger("analytics", env.String("LOG_LEVEL", "info")) },
+		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
+}
+
+func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
+	common := config.ReadCommon(env)
+	addr := env.String("ANALYTICS_ADDR", "127.0.0.1:8085")
+	names := kafkax.Names{Namespace: common.TopicNamespace}
+	cfg := app.Config{Brokers: common.Brokers, Names: names, MaxBatch: env.Int("ANALYTICS_MAX_BATCH", 500)}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("database", config.MaskURL(common.DatabaseURL)),
+		zap.String("addr", addr), zap.String("topic_namespace", common.TopicNamespace))
+
+	db, err := pgstore.Open(ctx, common.DatabaseURL, 8)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	// Idempotent, under an advisory lock: the consumer's tables exist even
+	// when it runs without `reviewctl setup`.
+	if _, err := pgstore.Migrate(ctx, db); err != nil {
+		return err
+	}
+	reg := obs.NewRegistry()
+	a, err := app.New(cfg, store.New(db, app.Consumer(names)), log, reg)
+	if err != nil {
+		return err
+	}
+	health := &obs.Health{}
+	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
+	health.Add("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
+	mux := http.NewServeMux()
+	obs.Mount(mux, reg, health)
+	a.Routes(mux)
+	srv, err := obs.Listen(addr, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", srv.Addr()))
+
+	g := runner.NewGroup(ctx)
+	g.Go(func(context.Context) error { return srv.Serve() })
+	// Cancelling stops fetching; a batch in flight either commits its
+	// transaction or rolls back and comes again.
+	g.Go(a.Run)
+	g.OnShutdown(srv.Shutdown)
+	return g.Wait()
+}
