@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 )
 
 // TestReplayWindow replays a window of the raw log twice and checks the
@@ -109,4 +112,99 @@ func TestReplayWindow(t *testing.T) {
 	if r := run(t, "replay", "--from", from, "--provider", "nope"); r.code != ExitError {
 		t.Fatalf("unknown provider: exit %d", r.code)
 	}
+}
+
+// TestReplayStoreUnchanged runs the real processor and sink: after the log
+// is in the store, replaying a window (twice) leaves the reviews table as it
+// was, and the processor emits nothing for the copies.
+func TestReplayStoreUnchanged(t *testing.T) {
+	st := newStack(t)
+	startService(t, st, "processor", "PROCESSOR_ADDR")
+	startService(t, st, "sink", "SINK_ADDR")
+	now := time.Now().UTC().Truncate(time.Second)
+	var msgs []kafka.Message
+	for v := 1; v <= 3; v++ { // in time order, as a log is
+		for i := range 30 {
+			if v > 1+i%3 {
+				continue
+			}
+			m := rawMessage(fmt.Sprintf("rs-%02d", i), int64(v), v == 3 && i%2 == 0, fmt.Sprintf("body %d/%d", i, v), fmt.Sprintf("evt_rs_%d_%d", i, v))
+			m.Time = now.Add(time.Duration(v-4) * time.Hour) // versions 1, 2, 3 at -3h, -2h, -1h
+			msgs = append(msgs, m)
+		}
+	}
+	produce(t, st, kafkax.TopicRaw, msgs...)
+	waitPipeline(t, st)
+	var rows int
+	if err := st.DB.QueryRow(context.Background(), `SELECT count(*) FROM reviews`).Scan(&rows); err != nil || rows != 30 {
+		t.Fatalf("%d rows in the store, want 30 (%v)", rows, err)
+	}
+	if r := run(t, "reconcile"); r.code != ExitOK {
+		t.Fatalf("reconcile after the pipeline: exit %d", r.code)
+	}
+	before, normBefore := tableHash(t, st.DB), endOffsets(t, st, kafkax.TopicNormalized)
+	from, to := now.Add(-150*time.Minute).Format(time.RFC3339), now.Add(-30*time.Minute).Format(time.RFC3339)
+	for round := 1; round <= 2; round++ {
+		if r := run(t, "replay", "--from", from, "--to", to); r.code != ExitOK || !strings.Contains(r.stdout, "replayed 30 events") {
+			t.Fatalf("replay round %d: exit %d, %q", round, r.code, r.stdout)
+		}
+		waitPipeline(t, st)
+		if h := tableHash(t, st.DB); h != before {
+			t.Fatalf("replay round %d changed the reviews table", round)
+		}
+		if n := endOffsets(t, st, kafkax.TopicNormalized); n != normBefore {
+			t.Fatalf("replay round %d: the processor emitted %d changes for copies", round, n-normBefore)
+		}
+	}
+	if r := run(t, "reconcile"); r.code != ExitOK {
+		t.Fatalf("reconcile after the replays: exit %d", r.code)
+	}
+}
+
+// waitPipeline waits until the processor has committed every record of
+// reviews.raw.v1 and the sink every record of reviews.normalized.v1.
+func waitPipeline(t *testing.T, st *testenv.Stack) {
+	t.Helper()
+	ctx := context.Background()
+	cl := &kafka.Client{Addr: kafka.TCP(st.Brokers...), Timeout: 10 * time.Second}
+	caughtUp := func(topic kafkax.Topic, committed func(p int) (int64, error)) error {
+		ss, err := newLogClient(st.Brokers, st.Topic(topic)).snapshot(ctx, time.Time{}, time.Time{})
+		if err != nil {
+			return err
+		}
+		for _, s := range ss {
+			c, err := committed(s.Partition)
+			if err != nil {
+				return err
+			}
+			if c < s.To {
+				return fmt.Errorf("%s/%d: committed %d of %d", topic, s.Partition, c, s.To)
+			}
+		}
+		return nil
+	}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		res, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: st.Names.Group(kafkax.GroupProcessor),
+			Topics: map[string][]int{st.Topic(kafkax.TopicRaw): {0, 1, 2, 3, 4, 5}}})
+		if err != nil {
+			return err
+		}
+		err = caughtUp(kafkax.TopicRaw, func(p int) (int64, error) {
+			for _, o := range res.Topics[st.Topic(kafkax.TopicRaw)] {
+				if o.Partition == p {
+					return o.CommittedOffset, nil
+				}
+			}
+			return -1, nil
+		})
+		if err != nil {
+			return err
+		}
+		return caughtUp(kafkax.TopicNormalized, func(p int) (int64, error) {
+			var next int64
+			err := st.DB.QueryRow(ctx, `SELECT coalesce(max(next_offset), 0) FROM consumer_offsets WHERE topic = $1 AND partition = $2`,
+				st.Topic(kafkax.TopicNormalized), p).Scan(&next)
+			return next, err
+		})
+	})
 }
