@@ -10,7 +10,7 @@ import (
 // per key, key strings included ("generic:r-0000123456", 20 bytes, as the
 // generic provider's ids look), and reports it as bytes/key.
 func BenchmarkMemStoreBytesPerKey(b *testing.B) {
-	for _, n := range []int{10_000, 1_000_000} {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			var perKey float64
 			for b.Loop() {
