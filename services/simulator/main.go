@@ -1,31 +1,99 @@
-// Command simulator is a placeholder until its issue lands: it serves /healthz,
-// /readyz and /metrics so that make run can supervise it.
+// Command simulator stands in for the third-party review providers
+// (generic, cinescore, reelpulse): their polling APIs with pagination and
+// rate limits, their signed webhooks to the receiver, a control API to
+// change catalogues, inject faults and read the expected truth, and a
+// trickle of generated changes. See docs/providers.md.
 package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/config"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/runner"
+	"github.com/reviewpipe/reviewpipe/pkg/webhook"
+	"github.com/reviewpipe/reviewpipe/services/simulator/internal/app"
+	"github.com/reviewpipe/reviewpipe/services/simulator/internal/generator"
+	"github.com/reviewpipe/reviewpipe/services/simulator/internal/webhooks"
 )
 
 func main() {
 	env := &config.Env{}
 	runner.Main("simulator", func() (*zap.Logger, error) { return obs.NewLogger("simulator", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error {
-			mux := http.NewServeMux()
-			obs.Mount(mux, obs.NewRegistry(), &obs.Health{})
-			srv, err := obs.Listen(env.String("SIMULATOR_ADDR", "127.0.0.1:8090"), mux)
-			if err != nil {
-				return err
-			}
-			g := runner.NewGroup(ctx)
-			g.Go(func(context.Context) error { return srv.Serve() })
-			g.OnShutdown(srv.Shutdown)
-			return g.Wait()
-		})
+		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
+}
+
+func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
+	addr := env.String("SIMULATOR_ADDR", "127.0.0.1:8090")
+	seed := uint64(env.Int("SIMULATOR_SEED", 0))
+	seedSet := env.String("SIMULATOR_SEED", "") != ""
+	if !seedSet {
+		seed = uint64(time.Now().UnixNano())
+	}
+	cfg := app.Config{
+		APIKey:      env.String("PROVIDER_API_KEY", "sim-key"),
+		RateLimits:  map[string]float64{},
+		Seed:        seed,
+		TricklePerS: env.Float("SIMULATOR_TRICKLE_PER_S", 0.5),
+	}
+	hooks := webhooks.Config{
+		ReceiverURL: env.String("RECEIVER_URL", "http://127.0.0.1:8081"),
+		Keys:        map[string][]byte{},
+		Workers:     env.Int("SIMULATOR_WEBHOOK_WORKERS", 4),
+		GiveUp:      env.Duration("SIMULATOR_WEBHOOK_GIVE_UP", 10*time.Minute),
+	}
+	var unsigned []string
+	for _, p := range generator.Providers {
+		suffix := strings.ToUpper(p)
+		cfg.RateLimits[p] = env.Float("SIMULATOR_RATE_LIMIT_"+suffix, app.DefaultRateLimits[p])
+		keys, err := webhook.ParseSecrets(env.String(config.SecretVar(p), ""))
+		if err != nil {
+			return fmt.Errorf("%s: %w", config.SecretVar(p), err)
+		}
+		if len(keys) == 0 {
+			unsigned = append(unsigned, p)
+			continue
+		}
+		hooks.Keys[p] = keys[0]
+	}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log.Info("starting", zap.String("addr", addr), zap.String("receiver_url", hooks.ReceiverURL),
+		zap.String("api_key", config.Mask(cfg.APIKey)), zap.Uint64("seed", seed), zap.Bool("seed_from_env", seedSet),
+		zap.Float64("trickle_per_s", cfg.TricklePerS), zap.Any("rate_limits", cfg.RateLimits))
+	if len(unsigned) > 0 {
+		log.Warn("no webhook secret: these providers are poll-only", zap.Strings("providers", unsigned))
+	}
+
+	reg := obs.NewRegistry()
+	sender, err := webhooks.New(hooks, log, reg)
+	if err != nil {
+		return err
+	}
+	sim, err := app.New(cfg, sender, log, reg)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	obs.Mount(mux, reg, &obs.Health{})
+	sim.Routes(mux)
+	srv, err := obs.Listen(addr, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", srv.Addr()))
+
+	g := runner.NewGroup(ctx)
+	g.Go(func(context.Context) error { return srv.Serve() })
+	g.Go(sim.Trickle)
+	g.Go(sender.Run)
+	g.OnShutdown(srv.Shutdown)
+	return g.Wait()
 }
