@@ -74,7 +74,7 @@ func TestApplyVersions(t *testing.T) {
 			must(upsert("a", "tt0000001", 0), 9) // a newer upsert brings it back
 			for _, bad := range []Change{
 				{Op: "replace", Data: upsert("a", "tt0000001", 0).Data},
-				{Op: OpUpsert, Data: provider.GenericData{ReviewID: "b"}},                        // no movie
+				{Op: OpUpsert, Data: provider.GenericData{ReviewID: "b"}}, // no movie
 				{Op: OpUpsert, Data: provider.GenericData{ReviewID: " ", Movie: &provider.GenericMovie{ImdbID: "tt0000001"}}},
 				{Op: OpUpsert, Data: provider.GenericData{ReviewID: "b", Movie: &provider.GenericMovie{ImdbID: "x"}}}, // adapter refuses
 				{Op: OpUpsert, Data: provider.GenericData{ReviewID: "b", UpdatedAt: "yesterday", Movie: &provider.GenericMovie{ImdbID: "tt0000001"}}},
