@@ -131,6 +131,10 @@ func (g Generic) normalizeEvent(ev GenericEvent, ingestedAt time.Time) (review.E
 	if err != nil {
 		return review.Event{}, Errorf(ReasonInvalidField, "data.updated_at %q is not an RFC 3339 time", d.UpdatedAt)
 	}
+	if y := updated.UTC().Year(); y < 1 || y > 9999 {
+		// RFC 3339 (and JSON encoding of time.Time) stops at year 9999 in UTC.
+		return review.Event{}, Errorf(ReasonInvalidField, "data.updated_at %q is outside years 1 to 9999 in UTC", d.UpdatedAt)
+	}
 	r := review.Review{
 		ID:              review.Key(g.Name(), d.ReviewID),
 		Provider:        g.Name(),
