@@ -120,6 +120,13 @@ func RunGroup(ctx context.Context, cfg GroupConfig, open OpenFunc) error {
 
 func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment, open OpenFunc,
 	commit func(int, int64) error) {
+	// kafka-go still runs a function started on a generation that has
+	// already ended, untracked, with a done context; the next generation
+	// owns the partition then, so this one must not open (restore state)
+	// or touch it.
+	if ctx.Err() != nil {
+		return
+	}
 	log = log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
 	var (
 		w     Worker
