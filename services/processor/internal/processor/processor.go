@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,6 +137,12 @@ type Processor struct {
 	log      *zap.Logger
 	m        *metrics
 	now      func() time.Time
+
+	// owners maps each partition to the worker that holds it, so that a
+	// worker of an ended generation never clears the gauges of its
+	// successor.
+	mu     sync.Mutex
+	owners map[int]*worker
 }
 
 // New returns a processor. reg receives its metrics.
@@ -146,7 +153,7 @@ func New(cfg Config, adapters *provider.Registry, w Writers, log *zap.Logger, re
 	if w.Normalized == nil || w.DLQ == nil || w.Changelog == nil {
 		return nil, errors.New("processor: a writer is missing")
 	}
-	p := &Processor{cfg: cfg, adapters: adapters, w: w, log: log, m: newMetrics(reg), now: time.Now}
+	p := &Processor{cfg: cfg, adapters: adapters, w: w, log: log, m: newMetrics(reg), now: time.Now, owners: map[int]*worker{}}
 	for _, name := range append(adapters.Names(), providerUnknown) {
 		p.m.in.WithLabelValues(name)
 		for _, d := range decisionLabels() {
@@ -211,7 +218,6 @@ func (p *Processor) open(ctx context.Context, a kafkax.Assignment) (kafkax.Worke
 	}
 	took := time.Since(start)
 	p.m.restore.Observe(took.Seconds())
-	p.m.stateKeys.WithLabelValues(strconv.Itoa(a.Partition)).Set(float64(store.Len()))
 	p.log.Info("partition state restored", zap.Int("partition", a.Partition), zap.Int("changelog_records", n),
 		zap.Int("keys", store.Len()), zap.Duration("took", took), zap.Int64("start_offset", a.Committed))
 	w := &worker{
@@ -222,6 +228,10 @@ func (p *Processor) open(ctx context.Context, a kafkax.Assignment) (kafkax.Worke
 		confirmed: a.Committed,
 		log:       p.log.With(zap.Int("partition", a.Partition)),
 	}
+	p.mu.Lock()
+	p.owners[a.Partition] = w
+	p.mu.Unlock()
+	w.gauge()
 	return w, a.Committed, nil
 }
 
@@ -297,13 +307,28 @@ func (w *worker) count(recs []record, start time.Time) {
 		}
 	}
 	m.batch.Observe(time.Since(start).Seconds())
-	m.stateKeys.WithLabelValues(strconv.Itoa(w.partition)).Set(float64(w.store.Len()))
+	w.gauge()
+}
+
+// gauge sets the state size gauge of the worker's partition, if the worker
+// still holds it.
+func (w *worker) gauge() {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	if w.p.owners[w.partition] == w {
+		w.p.m.stateKeys.WithLabelValues(strconv.Itoa(w.partition)).Set(float64(w.store.Len()))
+	}
 }
 
 // Close implements kafkax.Worker: the partition was revoked; its state is
 // dropped (the next owner restores it from the changelog).
 func (w *worker) Close() {
-	w.p.m.forget(w.partition)
+	w.p.mu.Lock()
+	if w.p.owners[w.partition] == w {
+		delete(w.p.owners, w.partition)
+		w.p.m.forget(w.partition)
+	}
+	w.p.mu.Unlock()
 	w.store, w.overlay = nil, nil
 }
 
