@@ -1,6 +1,6 @@
 # reviewpipe. The two commands: `make run` and `make test`. See README.md.
 SHELL := /bin/bash
-SERVICES := api poller processor receiver reviewctl simulator sink
+SERVICES := analytics api poller processor receiver reviewctl simulator sink
 MODULES := $(shell go list -m -f '{{.Path}}/...' 2>/dev/null)
 
 .PHONY: all build run test unit lint bench faults stack-up stack-down stack-status \

@@ -18,6 +18,7 @@ SERVICES=(
   "api API_ADDR 127.0.0.1:8080"
   "simulator SIMULATOR_ADDR 127.0.0.1:8090"
   "poller POLLER_ADDR 127.0.0.1:8082"
+  "analytics ANALYTICS_ADDR 127.0.0.1:8085"
 )
 PROVIDERS=(generic cinescore reelpulse)
 

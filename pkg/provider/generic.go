@@ -143,6 +143,11 @@ func (g Generic) normalizeEvent(ev GenericEvent, ingestedAt time.Time) (review.E
 		SourceUpdatedAt: updated.UTC(),
 		IngestedAt:      ingestedAt.UTC(),
 	}
+	if d.Movie != nil && ev.Type == GenericDeleted && !review.ValidMovieID(d.Movie.ImdbID) {
+		// A delete is keyed by the review id alone: a malformed movie id
+		// must not lose it. The store keeps the movie of the existing row.
+		d.Movie = nil
+	}
 	if d.Movie != nil {
 		if !review.ValidMovieID(d.Movie.ImdbID) {
 			return review.Event{}, Errorf(ReasonInvalidField, "data.movie.imdb_id %q is not an IMDb id (tt + 7 to 10 digits)", d.Movie.ImdbID)

@@ -187,6 +187,13 @@ func TestGenericNormalize(t *testing.T) {
 					t.Fatalf("delete %+v: only identity, version and movie travel", ev)
 				}
 			}},
+		{name: "delete with a malformed movie id keeps the delete", typ: GenericDeleted,
+			data: genericWith(func(d map[string]any) { d["movie"] = map[string]any{"imdb_id": "nm0000001"} }),
+			check: func(t *testing.T, ev review.Event) {
+				if ev.Op != review.OpDelete || ev.Review.MovieID != "" || ev.Review.Version != 3 {
+					t.Fatalf("delete %+v: want the delete without the malformed movie", ev)
+				}
+			}},
 		{name: "delete without version", typ: GenericDeleted,
 			data: map[string]any{"review_id": "r-1", "updated_at": "2026-11-21T00:00:00Z"}, reason: ReasonInvalidField},
 
