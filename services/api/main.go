@@ -1,31 +1,98 @@
-// Command api is a placeholder until its issue lands: it serves /healthz,
-// /readyz and /metrics so that make run can supervise it.
+// Command api serves the read API, live updates and the web page from
+// PostgreSQL only, and queues refresh requests on reviews.sync-requests.v1.
+// It never calls a provider.
 package main
 
 import (
 	"context"
 	"net/http"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/config"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
+	"github.com/reviewpipe/reviewpipe/pkg/pgstore"
 	"github.com/reviewpipe/reviewpipe/pkg/runner"
+	"github.com/reviewpipe/reviewpipe/services/api/internal/app"
+	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
 
 func main() {
 	env := &config.Env{}
 	runner.Main("api", func() (*zap.Logger, error) { return obs.NewLogger("api", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error {
-			mux := http.NewServeMux()
-			obs.Mount(mux, obs.NewRegistry(), &obs.Health{})
-			srv, err := obs.Listen(env.String("API_ADDR", "127.0.0.1:8080"), mux)
-			if err != nil {
-				return err
-			}
-			g := runner.NewGroup(ctx)
-			g.Go(func(context.Context) error { return srv.Serve() })
-			g.OnShutdown(srv.Shutdown)
-			return g.Wait()
-		})
+		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
+}
+
+func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
+	common := config.ReadCommon(env)
+	addr := env.String("API_ADDR", "127.0.0.1:8080")
+	names := kafkax.Names{Namespace: common.TopicNamespace}
+	cfg := app.Config{
+		Providers:      env.List("PROVIDERS", "generic,cinescore,reelpulse"),
+		Objective:      env.Duration("FRESHNESS_OBJECTIVE", 60*time.Second),
+		Objectives:     map[string]time.Duration{},
+		CollapseWindow: env.Duration("REFRESH_COLLAPSE_WINDOW", 30*time.Second),
+		RefreshRate:    env.Float("REFRESH_RATE", 0.2),
+		RefreshBurst:   env.Int("REFRESH_BURST", 5),
+		MaxAge:         env.Duration("CACHE_MAX_AGE", 2*time.Second),
+		Heartbeat:      env.Duration("SSE_HEARTBEAT", 15*time.Second),
+		Brokers:        common.Brokers,
+		Names:          names,
+	}
+	for _, p := range cfg.Providers {
+		name := "FRESHNESS_OBJECTIVE_" + strings.ToUpper(strings.ReplaceAll(p, "-", "_"))
+		if d := env.Duration(name, 0); d != 0 {
+			cfg.Objectives[p] = d
+		}
+	}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
+		zap.String("database", config.MaskURL(common.DatabaseURL)), zap.String("topic_namespace", common.TopicNamespace),
+		zap.Strings("providers", cfg.Providers), zap.Duration("freshness_objective", cfg.Objective))
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err := pgstore.WaitReady(wctx, common.DatabaseURL)
+	cancel()
+	if err != nil {
+		return err
+	}
+	db, err := pgstore.Open(ctx, common.DatabaseURL, 16)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	syncw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicSyncRequests)})
+	defer syncw.Close()
+
+	reg := obs.NewRegistry()
+	api, err := app.New(cfg, store.New(db), syncw, log, reg)
+	if err != nil {
+		return err
+	}
+	health := &obs.Health{}
+	health.Add("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
+	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
+	health.Add("live_updates", api.LiveUpdatesReady)
+	mux := http.NewServeMux()
+	obs.Mount(mux, reg, health)
+	mux.Handle("/", api.Handler())
+	srv, err := obs.Listen(addr, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", srv.Addr()))
+
+	g := runner.NewGroup(ctx)
+	g.Go(func(context.Context) error { return srv.Serve() })
+	g.Go(func(ctx context.Context) error { return api.RunListener(ctx, common.DatabaseURL) })
+	// End the event streams first (they never finish by themselves), then
+	// stop taking requests and let in-flight ones finish.
+	g.OnShutdown(api.CloseStreams)
+	g.OnShutdown(srv.Shutdown)
+	return g.Wait()
 }

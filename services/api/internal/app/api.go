@@ -1,0 +1,333 @@
+// Package app is the read API: reviews of a movie, one review, refresh
+// requests, live updates over server-sent events, the operator view and the
+// web page. Every read comes from PostgreSQL (package store); no request
+// ever calls a provider.
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/review"
+	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
+)
+
+// Config configures the API. Zero values take the defaults noted.
+type Config struct {
+	// Providers are the providers every answer reports on, whether or
+	// not the poller has written their health yet.
+	Providers []string
+	// Objective is the default freshness objective (60s): a provider
+	// whose last successful sync is older makes answers stale.
+	Objective time.Duration
+	// Objectives overrides Objective per provider.
+	Objectives map[string]time.Duration
+	// CollapseWindow: refresh requests for one movie within it share one
+	// request (30s).
+	CollapseWindow time.Duration
+	// RefreshRate and RefreshBurst size each client's token bucket for
+	// refresh requests (0.2 per second, burst 5).
+	RefreshRate  float64
+	RefreshBurst int
+	// MaxAge is the Cache-Control max-age of store reads (2s).
+	MaxAge time.Duration
+	// Heartbeat is the interval of SSE comments that keep idle streams
+	// open through proxies (15s).
+	Heartbeat time.Duration
+	// Brokers and Names locate the topics of the operator view.
+	Brokers []string
+	Names   kafkax.Names
+}
+
+// Validate fills defaults and checks the config.
+func (c *Config) Validate() error {
+	if len(c.Providers) == 0 {
+		c.Providers = []string{"generic", "cinescore", "reelpulse"}
+	}
+	if c.Objective == 0 {
+		c.Objective = 60 * time.Second
+	}
+	if c.CollapseWindow == 0 {
+		c.CollapseWindow = 30 * time.Second
+	}
+	if c.RefreshRate == 0 {
+		c.RefreshRate = 0.2
+	}
+	if c.RefreshBurst == 0 {
+		c.RefreshBurst = 5
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 2 * time.Second
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	switch {
+	case c.Objective < time.Second:
+		return fmt.Errorf("FRESHNESS_OBJECTIVE must be at least 1s, got %s", c.Objective)
+	case c.CollapseWindow < 0:
+		return fmt.Errorf("REFRESH_COLLAPSE_WINDOW must not be negative, got %s", c.CollapseWindow)
+	case c.RefreshRate < 0 || c.RefreshBurst < 1:
+		return fmt.Errorf("REFRESH_RATE must be positive and REFRESH_BURST at least 1, got %v and %d", c.RefreshRate, c.RefreshBurst)
+	case c.MaxAge < 0:
+		return fmt.Errorf("CACHE_MAX_AGE must not be negative, got %s", c.MaxAge)
+	}
+	for name, d := range c.Objectives {
+		if d < time.Second {
+			return fmt.Errorf("FRESHNESS_OBJECTIVE_%s must be at least 1s, got %s", strings.ToUpper(name), d)
+		}
+	}
+	return nil
+}
+
+func (c *Config) objective(provider string) time.Duration {
+	if d, ok := c.Objectives[provider]; ok {
+		return d
+	}
+	return c.Objective
+}
+
+// Writer is a synchronous acks=all Kafka writer (kafkax.NewWriter).
+type Writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// API serves the read API. Safe for concurrent use.
+type API struct {
+	cfg     Config
+	store   *store.Store
+	sync    Writer
+	log     *zap.Logger
+	m       metrics
+	mux     *http.ServeMux
+	hub     *hub
+	limiter *clientLimiter
+	kafka   *kafkaOffsets
+	now     func() time.Time
+}
+
+// New returns the API over st, queuing refresh requests with sync.
+func New(cfg Config, st *store.Store, sync Writer, log *zap.Logger, reg prometheus.Registerer) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, store: st, sync: sync, log: log, m: newMetrics(reg), mux: http.NewServeMux(), now: time.Now}
+	a.hub = newHub(a.m.subscribers)
+	a.limiter = newClientLimiter(cfg.RefreshRate, cfg.RefreshBurst)
+	a.kafka = &kafkaOffsets{brokers: cfg.Brokers, ttl: 2 * time.Second}
+	for _, rt := range a.routes() {
+		a.mux.HandleFunc(rt.pattern, rt.handler)
+	}
+	return a, nil
+}
+
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+func (a *API) routes() []route {
+	return []route{
+		{"GET /v1/movies/{movie_id}/reviews", a.movieReviews},
+		{"GET /v1/reviews/{id}", a.review},
+		{"POST /v1/movies/{movie_id}/refresh", a.refresh},
+		{"GET /v1/movies/{movie_id}/events", a.events},
+		{"GET /v1/movies", a.movies},
+		{"GET /v1/ops/providers", a.ops},
+		{"GET /{$}", a.page},
+	}
+}
+
+// Patterns lists the method and path of every route, as ServeMux patterns.
+func (a *API) Patterns() []string {
+	var out []string
+	for _, rt := range a.routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
+}
+
+// Handler serves the routes, measuring each by its pattern and answering
+// unknown paths and methods with JSON errors.
+func (a *API) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h, pattern := a.mux.Handler(r)
+		if pattern == "" {
+			pattern = "unmatched"
+			h.ServeHTTP(&jsonFallback{rec}, r)
+		} else {
+			a.mux.ServeHTTP(rec, r)
+		}
+		if pattern == "GET /v1/movies/{movie_id}/events" {
+			return // a stream's duration is its subscription, not a latency
+		}
+		a.m.latency.WithLabelValues(pattern, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// RunListener feeds live updates from the sink's notifications until ctx
+// ends. databaseURL is used for one dedicated connection.
+func (a *API) RunListener(ctx context.Context, databaseURL string) error {
+	l := &store.Listener{URL: databaseURL, Log: a.log,
+		OnConnect: func(first bool) {
+			a.hub.setConnected(true)
+			if !first {
+				// Changes committed while we were away were not
+				// announced: every subscriber reloads.
+				a.hub.broadcastResync("live updates reconnected")
+			}
+		},
+		OnDisconnect: func(error) { a.hub.setConnected(false) },
+		OnNotify:     func(payload string) { a.onNotify(ctx, payload) },
+	}
+	return l.Run(ctx)
+}
+
+// CloseStreams ends every event stream and refuses new ones, so that a
+// server shutdown does not wait for streams that never end by themselves.
+func (a *API) CloseStreams(context.Context) error {
+	a.hub.close()
+	return nil
+}
+
+// LiveUpdatesReady reports whether the change listener is connected.
+func (a *API) LiveUpdatesReady(context.Context) error {
+	if !a.hub.isConnected() {
+		return fmt.Errorf("live-update listener is not connected to PostgreSQL")
+	}
+	return nil
+}
+
+func movieParam(r *http.Request) (string, error) {
+	id := r.PathValue("movie_id")
+	if !review.ValidMovieID(id) {
+		return "", badRequest(fmt.Sprintf("movie id %q is malformed: want an IMDb id, tt followed by 7 to 10 digits", id))
+	}
+	return id, nil
+}
+
+// query parses the query string, refusing a malformed one (which
+// r.URL.Query would silently drop).
+func query(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("query string is malformed: " + err.Error())
+	}
+	return q, nil
+}
+
+// limitParam reads ?limit= (default def, 1 to max).
+func limitParam(r *http.Request, def, maxLimit int) (int, error) {
+	q, err := query(r)
+	if err != nil {
+		return 0, err
+	}
+	s := q.Get("limit")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, badRequest(fmt.Sprintf("limit %q is malformed: want an integer from 1 to %d", s, maxLimit))
+	}
+	return n, nil
+}
+
+// ReviewList is the answer of GET /v1/movies/{movie_id}/reviews.
+type ReviewList struct {
+	MovieID     string           `json:"movie_id"`
+	Reviews     []review.Review  `json:"reviews"`
+	NextCursor  *string          `json:"next_cursor"`
+	LastUpdated *time.Time       `json:"last_updated"`
+	Stale       bool             `json:"stale"`
+	Providers   []ProviderStatus `json:"providers"`
+}
+
+func (a *API) movieReviews(w http.ResponseWriter, r *http.Request) {
+	movie, err := movieParam(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	limit, err := limitParam(r, 20, 100)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var after *store.Cursor
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		if after, err = decodeCursor(c); err != nil {
+			a.fail(w, r, badRequest(err.Error()))
+			return
+		}
+	}
+	page, err := a.store.MovieReviews(r.Context(), movie, limit, after)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	views, err := a.providers(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := ReviewList{MovieID: movie, Reviews: page.Reviews, LastUpdated: page.LastChanged, Stale: anyStale(views)}
+	for _, v := range views {
+		out.Providers = append(out.Providers, v.ProviderStatus)
+	}
+	if page.Next != nil {
+		c := encodeCursor(*page.Next)
+		out.NextCursor = &c
+	}
+	a.writeJSON(w, r, out, publicCache(a.cfg.MaxAge))
+}
+
+func (a *API) providers(ctx context.Context) ([]providerView, error) {
+	rows, err := a.store.ProviderHealth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return providerViews(&a.cfg, rows, a.now()), nil
+}
+
+func (a *API) review(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	rv, err := a.store.Review(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeJSON(w, r, rv, publicCache(a.cfg.MaxAge))
+}
+
+// MovieList is the answer of GET /v1/movies: the movies whose reviews
+// changed last, for the web page's chooser.
+type MovieList struct {
+	Movies []store.Movie `json:"movies"`
+}
+
+func (a *API) movies(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r, 20, 100)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ms, err := a.store.RecentMovies(r.Context(), limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeJSON(w, r, MovieList{Movies: ms}, publicCache(a.cfg.MaxAge))
+}

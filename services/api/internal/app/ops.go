@@ -1,0 +1,188 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+)
+
+// OpsProvider is one provider in the operator view.
+type OpsProvider struct {
+	Name          string     `json:"name"`
+	Status        string     `json:"status"`
+	LastSuccessAt *time.Time `json:"last_success_at"`
+	LastAttemptAt *time.Time `json:"last_attempt_at"`
+	LastError     string     `json:"last_error"`
+	BreakerState  string     `json:"breaker_state"`
+	// FreshnessSeconds is the age of the last successful sync (null when
+	// there was none).
+	FreshnessSeconds *float64 `json:"freshness_seconds"`
+	ObjectiveSeconds float64  `json:"objective_seconds"`
+	WithinObjective  bool     `json:"within_objective"`
+}
+
+// OpsPartition is one partition of a consumer's lag.
+type OpsPartition struct {
+	Partition  int   `json:"partition"`
+	NextOffset int64 `json:"next_offset"`
+	EndOffset  int64 `json:"end_offset"`
+	Lag        int64 `json:"lag"`
+}
+
+// OpsConsumer is a consumer's lag: its offsets stored in PostgreSQL
+// against the topic's end offsets in Kafka.
+type OpsConsumer struct {
+	Group      string         `json:"group"`
+	Topic      string         `json:"topic"`
+	Lag        *int64         `json:"lag"`
+	UpdatedAt  *time.Time     `json:"updated_at"`
+	Partitions []OpsPartition `json:"partitions"`
+}
+
+// OpsDeadLetters counts dead letters: records held by reviews.dlq.v1
+// (end minus start offsets of its partitions) and those redriven.
+type OpsDeadLetters struct {
+	Total    *int64 `json:"total"`
+	Redriven int64  `json:"redriven"`
+}
+
+// Ops is the answer of GET /v1/ops/providers.
+type Ops struct {
+	GeneratedAt time.Time      `json:"generated_at"`
+	Stale       bool           `json:"stale"`
+	Providers   []OpsProvider  `json:"providers"`
+	Consumers   []OpsConsumer  `json:"consumers"`
+	DeadLetters OpsDeadLetters `json:"dead_letters"`
+	// KafkaError says why lag and dead letters are unknown, when they are.
+	KafkaError string `json:"kafka_error,omitempty"`
+}
+
+func (a *API) ops(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	now := a.now()
+	views, err := a.providers(ctx)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := Ops{GeneratedAt: now.UTC(), Stale: anyStale(views), Providers: []OpsProvider{}}
+	for _, v := range views {
+		p := OpsProvider{Name: v.Name, Status: v.Status, LastSuccessAt: v.LastSuccessAt, BreakerState: "unknown",
+			ObjectiveSeconds: v.Objective.Seconds(), WithinObjective: !v.Stale}
+		if v.Health != nil {
+			p.LastAttemptAt, p.LastError, p.BreakerState = v.Health.LastAttemptAt, v.Health.LastError, v.Health.BreakerState
+			if p.LastAttemptAt != nil {
+				t := p.LastAttemptAt.UTC()
+				p.LastAttemptAt = &t
+			}
+		}
+		if v.Age != nil {
+			s := v.Age.Seconds()
+			p.FreshnessSeconds = &s
+		}
+		out.Providers = append(out.Providers, p)
+	}
+	group, topic := a.cfg.Names.Group(kafkax.GroupSink), a.cfg.Names.Topic(kafkax.TopicNormalized)
+	stored, updated, err := a.store.Offsets(ctx, group, topic)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if out.DeadLetters.Redriven, err = a.store.Redriven(ctx); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	sink := OpsConsumer{Group: group, Topic: topic, Partitions: []OpsPartition{}}
+	if !updated.IsZero() {
+		sink.UpdatedAt = &updated
+	}
+	dlqTopic := a.cfg.Names.Topic(kafkax.TopicDLQ)
+	offs, kerr := a.kafka.get(ctx, []string{topic, dlqTopic})
+	if kerr != nil {
+		out.KafkaError = kerr.Error()
+	} else {
+		var lag int64
+		for p, o := range offs[topic] {
+			next, ok := stored[p]
+			if !ok {
+				next = o.first
+			}
+			l := max(0, o.last-next)
+			lag += l
+			sink.Partitions = append(sink.Partitions, OpsPartition{Partition: p, NextOffset: next, EndOffset: o.last, Lag: l})
+		}
+		sort.Slice(sink.Partitions, func(i, j int) bool { return sink.Partitions[i].Partition < sink.Partitions[j].Partition })
+		sink.Lag = &lag
+		var dead int64
+		for _, o := range offs[dlqTopic] {
+			dead += o.last - o.first
+		}
+		out.DeadLetters.Total = &dead
+	}
+	out.Consumers = []OpsConsumer{sink}
+	a.writeJSON(w, r, out, "no-cache")
+}
+
+type span struct{ first, last int64 }
+
+// kafkaOffsets reads topics' first and end offsets, cached for ttl so a
+// busy operator page does not query Kafka on every request. Safe for
+// concurrent use.
+type kafkaOffsets struct {
+	brokers []string
+	ttl     time.Duration
+	mu      sync.Mutex
+	at      time.Time
+	key     string
+	cached  map[string]map[int]span
+}
+
+func (k *kafkaOffsets) get(ctx context.Context, topics []string) (map[string]map[int]span, error) {
+	key := ""
+	for _, t := range topics {
+		key += t + ","
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.key == key && time.Since(k.at) < k.ttl {
+		return k.cached, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c := &kafka.Client{Addr: kafka.TCP(k.brokers...), Timeout: 3 * time.Second}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, err
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			return nil, t.Error
+		}
+		for _, p := range t.Partitions {
+			req.Topics[t.Name] = append(req.Topics[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	res, err := c.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[int]span{}
+	for t, parts := range res.Topics {
+		out[t] = map[int]span{}
+		for _, p := range parts {
+			if p.Error != nil {
+				return nil, p.Error
+			}
+			out[t][p.Partition] = span{first: p.FirstOffset, last: p.LastOffset}
+		}
+	}
+	k.at, k.key, k.cached = time.Now(), key, out
+	return out, nil
+}
