@@ -56,6 +56,9 @@ type reconcileOpts struct {
 	examples  int
 	settle    time.Duration
 	wait      time.Duration
+	// maxDeletes bounds the rows --apply deletes for having no valid
+	// event in the log.
+	maxDeletes int
 }
 
 // reconcileReport is the outcome, as --json prints it.
@@ -100,6 +103,7 @@ func runReconcile(ctx context.Context, args []string, o IO) int {
 	fs.IntVar(&opt.examples, "examples", 5, "examples shown per kind of drift")
 	fs.DurationVar(&opt.settle, "settle", 30*time.Second, "wait at most this long for the processor and the sink to pass the snapshot (0: do not wait)")
 	fs.DurationVar(&opt.wait, "wait", 60*time.Second, "with --apply: wait at most this long for the store to show the repairs")
+	fs.IntVar(&opt.maxDeletes, "max-deletes", 100, "with --apply: delete at most this many rows that have no valid event in the log; above it, delete none")
 	if code := parseArgs(fs, args, o); code >= 0 {
 		return code
 	}
@@ -200,6 +204,7 @@ func reconcile(ctx context.Context, s settings, reg *provider.Registry, opt reco
 		return nil, fmt.Errorf("read the log past the snapshot: %w", err)
 	}
 	d.sort()
+	rep.Notes = append(rep.Notes, guardDeletes(d, snap, reg, opt)...)
 	rep.StoreRows, rep.InSync, rep.OrphanTombstones, rep.InFlight = d.rows, d.inSync, d.orphans, d.inFlight
 	var repairable, unrepairable []*finding
 	for _, k := range driftKinds {
@@ -267,6 +272,54 @@ func reconcile(ctx context.Context, s settings, reg *provider.Registry, opt reco
 	}
 	recordRun(ctx, db, rep, started, operator(o))
 	return rep, nil
+}
+
+// guardDeletes keeps --apply from deleting rows that have no valid event in
+// the log when that absence may say more about the log than about the
+// row: a provider this build has no adapter for, a log that lost its first
+// records, or more such rows than --max-deletes (a wrong TOPIC_NAMESPACE or
+// a recreated topic would make every row look extra). It marks those
+// findings unrepairable and returns notes.
+func guardDeletes(d *diff, snap spans, reg *provider.Registry, opt reconcileOpts) []string {
+	var notes []string
+	var orphans []*finding
+	for _, f := range d.findings {
+		if f.partition < 0 && f.Repairable {
+			orphans = append(orphans, f)
+		}
+	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	incomplete := ""
+	if !opt.since.set {
+		for _, s := range snap {
+			if s.From > 0 {
+				incomplete = fmt.Sprintf("partition %d of the log starts at offset %d", s.Partition, s.From)
+				break
+			}
+		}
+	}
+	switch {
+	case incomplete != "":
+		notes = append(notes, fmt.Sprintf("%s: records were removed, so the %d rows with no event in the log are not deleted", incomplete, len(orphans)))
+	case len(orphans) > opt.maxDeletes:
+		notes = append(notes, fmt.Sprintf("%d rows have no valid event in the log, more than --max-deletes %d: none is deleted "+
+			"(check TOPIC_NAMESPACE and %s; raise --max-deletes to go on)", len(orphans), opt.maxDeletes, "reviews.raw.v1"))
+	}
+	for _, f := range orphans {
+		switch {
+		case incomplete != "":
+			f.Repairable, f.Detail = false, f.Detail+"; not deleted: the log lost its first records"
+		case len(orphans) > opt.maxDeletes:
+			f.Repairable, f.Detail = false, f.Detail+"; not deleted: more such rows than --max-deletes"
+		default:
+			if _, ok := reg.Get(f.row.Provider); !ok {
+				f.Repairable, f.Detail = false, f.Detail+fmt.Sprintf("; not deleted: this reviewctl has no adapter for provider %q", f.row.Provider)
+			}
+		}
+	}
+	return notes
 }
 
 // foldLog reads the snapshot's records, every partition at once, and folds

@@ -179,6 +179,11 @@ func TestReconcileUnrepairable(t *testing.T) {
 	if f := rep.Examples[driftAhead][0]; f.ID != ahead || f.Repairable || !strings.Contains(f.Detail, "cannot") && !strings.Contains(f.Detail, "no event can repair") {
 		t.Fatalf("ahead example: %+v", f)
 	}
+	// Deleting rows without events is bounded.
+	r = runJSON(t, &rep, "reconcile", "--apply", "--max-deletes", "0", "--json")
+	if r.code != ExitDrift || rep.Repairable != 0 || rep.Repair == nil || rep.Repair.Sent != 0 || !strings.Contains(strings.Join(rep.Notes, " "), "--max-deletes") {
+		t.Fatalf("reconcile --apply --max-deletes 0: exit %d, repairable %d, repair %+v, notes %v", r.code, rep.Repairable, rep.Repair, rep.Notes)
+	}
 	r = run(t, "reconcile", "--apply")
 	if r.code != ExitDrift || !strings.Contains(r.stdout, "1 reviews repaired") || !strings.Contains(r.stdout, "left: 2") {
 		t.Fatalf("reconcile --apply with unrepairable rows:\n%s", r.stdout)

@@ -38,6 +38,7 @@ type replayStats struct {
 	OtherProv  int64 `json:"skipped_other_provider"`
 	Replays    int64 `json:"skipped_earlier_replays"`
 	Unreadable int64 `json:"skipped_unreadable"`
+	Invalid    int64 `json:"skipped_invalid"`
 }
 
 // replayMessage builds the copy of a raw record that replay publishes: the
@@ -146,15 +147,16 @@ func runReplay(ctx context.Context, args []string, o IO) int {
 	if *dryRun {
 		verb = "would replay"
 	}
-	fmt.Fprintf(o.Out, "%s %d events %s (%d records scanned); skipped: %d of other providers, %d earlier replays, %d unreadable\n",
-		verb, st.Published, win, st.Scanned, st.OtherProv, st.Replays, st.Unreadable)
+	fmt.Fprintf(o.Out, "%s %d events %s (%d records scanned); skipped: %d of other providers, %d earlier replays, %d unreadable, %d the processor refuses\n",
+		verb, st.Published, win, st.Scanned, st.OtherProv, st.Replays, st.Unreadable, st.Invalid)
 	return ExitOK
 }
 
 // replay re-publishes the raw events of ss through w (nil: count only),
 // each partition in order, so a key's copies keep their order.
 func replay(ctx context.Context, lc *logClient, ss spans, w *kafka.Writer, provs []string, o IO) (replayStats, error) {
-	var st struct{ scanned, published, other, replays, bad atomic.Int64 }
+	var st struct{ scanned, published, other, replays, bad, invalid atomic.Int64 }
+	reg, now := adapters(), time.Now()
 	prog := startProgress(o.Err, "replay", "records", ss.Records())
 	defer prog.Done()
 	type buf struct{ msgs []kafka.Message }
@@ -192,6 +194,12 @@ func replay(ctx context.Context, lc *logClient, ss spans, w *kafka.Writer, provs
 			st.other.Add(1)
 			return nil
 		}
+		// A record the processor refuses would only be dead-lettered
+		// again; `dlq redrive` is the way back for those.
+		if _, _, err := normalizeRecord(reg, m, now); err != nil {
+			st.invalid.Add(1)
+			return nil
+		}
 		b := bufs[m.Partition]
 		b.msgs = append(b.msgs, out)
 		if len(b.msgs) >= batch || m.Offset == lastOffset(ss, m.Partition) {
@@ -207,7 +215,7 @@ func replay(ctx context.Context, lc *logClient, ss spans, w *kafka.Writer, provs
 		}
 	}
 	return replayStats{Scanned: st.scanned.Load(), Published: st.published.Load(), OtherProv: st.other.Load(),
-		Replays: st.replays.Load(), Unreadable: st.bad.Load()}, err
+		Replays: st.replays.Load(), Unreadable: st.bad.Load(), Invalid: st.invalid.Load()}, err
 }
 
 func lastOffset(ss spans, p int) int64 {

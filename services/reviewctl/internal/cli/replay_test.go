@@ -32,11 +32,14 @@ func TestReplayWindow(t *testing.T) {
 	copyRec.Value = bytes.Replace(copyRec.Value, []byte(`"source":"webhook"`), []byte(`"source":"replay"`), 1)
 	copyRec.Time = at["w1"]
 	junk := kafka.Message{Key: []byte("generic:junk"), Value: []byte("garbage"), Time: at["w2"]}
+	refused := rawMessage("rp-bad", 1, false, "x", "evt_refused")
+	refused.Value = bytes.Replace(refused.Value, []byte(`"version":1`), []byte(`"version":0`), 1)
+	refused.Time = at["w2"]
 	var msgs []kafka.Message
 	originals := map[string]kafka.Message{} // by event id
 	for _, group := range []string{"old", "w1", "w2", "late"} {
 		if group == "w2" {
-			msgs = append(msgs, copyRec, junk)
+			msgs = append(msgs, copyRec, junk, refused)
 		}
 		for i := range 12 {
 			m := rawMessage(fmt.Sprintf("rp-%02d", i), int64(len(originals)/12+2), false, "body "+group, "evt_"+group+fmt.Sprint(i))
@@ -87,8 +90,8 @@ func TestReplayWindow(t *testing.T) {
 
 	for round := 1; round <= 2; round++ {
 		if r := runJSON(t, &sum, "replay", "--from", from, "--to", to, "--json"); r.code != ExitOK || sum.Published != 24 ||
-			sum.Replays != 1 || sum.Unreadable != 1 {
-			t.Fatalf("replay round %d: exit %d, %+v; want 24 published, 1 earlier replay and 1 unreadable skipped", round, r.code, sum)
+			sum.Replays != 1 || sum.Unreadable != 1 || sum.Invalid != 1 {
+			t.Fatalf("replay round %d: exit %d, %+v; want 24 published, 1 earlier replay, 1 unreadable and 1 invalid skipped", round, r.code, sum)
 		}
 		got := ids()
 		if len(got) != 24 {
