@@ -125,6 +125,7 @@ type backfillJob struct {
 	Events      int64      `json:"events"`
 	Cursor      string     `json:"cursor"`
 	Error       string     `json:"error"`
+	RequestedBy string     `json:"requested_by"`
 	RequestedAt *time.Time `json:"requested_at"`
 	StartedAt   *time.Time `json:"started_at"`
 	UpdatedAt   *time.Time `json:"updated_at"`
@@ -153,8 +154,9 @@ func runBackfillStatus(ctx context.Context, args []string, o IO) int {
 	defer db.Close()
 	q := `SELECT request_id::text, provider::text, since::timestamptz, status::text,
 			coalesce(pages, 0)::bigint, coalesce(events, 0)::bigint, coalesce(cursor::text, ''), coalesce(error::text, ''),
+			coalesce(to_jsonb(b)->>'requested_by', ''),
 			requested_at::timestamptz, started_at::timestamptz, updated_at::timestamptz, finished_at::timestamptz
-		FROM backfill_jobs WHERE ($1 = '' OR provider = $1)
+		FROM backfill_jobs b WHERE ($1 = '' OR provider = $1)
 		ORDER BY requested_at DESC NULLS LAST, request_id`
 	qargs := []any{*prov}
 	if *limit > 0 {
@@ -167,7 +169,7 @@ func runBackfillStatus(ctx context.Context, args []string, o IO) int {
 		for rows.Next() {
 			var j backfillJob
 			if err = rows.Scan(&j.RequestID, &j.Provider, &j.Since, &j.Status, &j.Pages, &j.Events, &j.Cursor, &j.Error,
-				&j.RequestedAt, &j.StartedAt, &j.UpdatedAt, &j.FinishedAt); err != nil {
+				&j.RequestedBy, &j.RequestedAt, &j.StartedAt, &j.UpdatedAt, &j.FinishedAt); err != nil {
 				break
 			}
 			jobs = append(jobs, j)
@@ -200,7 +202,11 @@ func runBackfillStatus(ctx context.Context, args []string, o IO) int {
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REQUEST ID\tPROVIDER\tSINCE\tSTATUS\tPAGES\tEVENTS\tREQUESTED\tUPDATED\tFINISHED\tERROR")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", j.RequestID, j.Provider, ts(j.Since), j.Status, j.Pages, j.Events,
+		since := ts(j.Since)
+		if j.Since == nil {
+			since = "beginning"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", j.RequestID, j.Provider, since, j.Status, j.Pages, j.Events,
 			ts(j.RequestedAt), ts(j.UpdatedAt), ts(j.FinishedAt), dash(shorten(j.Error, 60)))
 	}
 	tw.Flush()

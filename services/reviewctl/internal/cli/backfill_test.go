@@ -47,45 +47,53 @@ func TestBackfill(t *testing.T) {
 		t.Fatalf("backfill --dry-run: exit %d or it wrote a request", r.code)
 	}
 
-	// status before the poller's table exists: a clear message, no error.
-	if _, err := st.DB.Exec(ctx, `DROP TABLE IF EXISTS backfill_jobs`); err != nil {
+	// The table as the poller's migration 0020 makes it (a no-op when
+	// this build has that migration).
+	_, err := st.DB.Exec(ctx, `CREATE TABLE IF NOT EXISTS backfill_jobs (request_id text PRIMARY KEY, provider text NOT NULL,
+		since timestamptz, status text NOT NULL DEFAULT 'queued', pages bigint NOT NULL DEFAULT 0, events bigint NOT NULL DEFAULT 0,
+		cursor text, error text, requested_at timestamptz NOT NULL, requested_by text NOT NULL DEFAULT '', started_at timestamptz,
+		updated_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz)`)
+	if err != nil {
 		t.Fatal(err)
-	}
-	if r := run(t, "backfill", "status"); r.code != ExitOK || !strings.Contains(r.stdout, "backfill_jobs does not exist yet") {
-		t.Fatalf("backfill status without the table: exit %d, %q", r.code, r.stdout)
 	}
 	var res struct {
 		Jobs         []backfillJob `json:"jobs"`
 		TableMissing bool          `json:"table_missing"`
 	}
-	if r := runJSON(t, &res, "backfill", "status", "--json"); r.code != ExitOK || !res.TableMissing || res.Jobs == nil {
-		t.Fatalf("backfill status --json without the table: %+v", res)
+	if r := runJSON(t, &res, "backfill", "status", "--json"); r.code != ExitOK || res.TableMissing || len(res.Jobs) != 0 {
+		t.Fatalf("backfill status of no jobs: exit %d, %+v", r.code, res)
 	}
-	// The table as the poller's migration 0020 makes it (columns per its
-	// owner's description).
-	_, err := st.DB.Exec(ctx, `CREATE TABLE backfill_jobs (request_id text PRIMARY KEY, provider text NOT NULL,
-		since timestamptz NOT NULL, status text NOT NULL, pages integer NOT NULL DEFAULT 0, events bigint NOT NULL DEFAULT 0,
-		cursor text, error text, requested_at timestamptz NOT NULL, started_at timestamptz, updated_at timestamptz,
-		finished_at timestamptz)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = st.DB.Exec(ctx, `INSERT INTO backfill_jobs VALUES ($1, 'generic', now() - interval '7 days', 'running', 3, 250, 'page-4', NULL,
-			now() - interval '1 minute', now() - interval '50 seconds', now(), NULL),
-		('bf_old', 'generic', now() - interval '30 days', 'failed', 1, 10, NULL, 'provider answered 500',
-			now() - interval '2 days', now() - interval '2 days', now() - interval '2 days', now() - interval '2 days')`, id)
+	_, err = st.DB.Exec(ctx, `INSERT INTO backfill_jobs (request_id, provider, since, status, pages, events, cursor, error,
+			requested_at, requested_by, started_at, updated_at, finished_at)
+		VALUES ($1, 'generic', now() - interval '7 days', 'running', 3, 250, 'page-4', NULL,
+			now() - interval '1 minute', 'reviewctl:ops', now() - interval '50 seconds', now(), NULL),
+		('bf_old', 'generic', NULL, 'failed', 1, 10, NULL, 'provider answered 500',
+			now() - interval '2 days', '', now() - interval '2 days', now() - interval '2 days', now() - interval '2 days')`, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r = run(t, "backfill", "status")
-	if r.code != ExitOK || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "running") || !strings.Contains(r.stdout, "provider answered 500") {
+	if r.code != ExitOK || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "running") ||
+		!strings.Contains(r.stdout, "provider answered 500") || !strings.Contains(r.stdout, "beginning") {
 		t.Fatalf("backfill status: exit %d\n%s", r.code, r.stdout)
 	}
 	if strings.Index(r.stdout, id) > strings.Index(r.stdout, "bf_old") {
 		t.Error("backfill status: newest first")
 	}
 	if r := runJSON(t, &res, "backfill", "status", "--json", "--limit", "1"); r.code != ExitOK || len(res.Jobs) != 1 ||
-		res.Jobs[0].RequestID != id || res.Jobs[0].Pages != 3 || res.Jobs[0].Events != 250 || res.Jobs[0].FinishedAt != nil {
+		res.Jobs[0].RequestID != id || res.Jobs[0].Pages != 3 || res.Jobs[0].Events != 250 || res.Jobs[0].FinishedAt != nil ||
+		res.Jobs[0].RequestedBy != "reviewctl:ops" {
 		t.Fatalf("backfill status --json: %+v", res.Jobs)
+	}
+
+	// Before the poller's table exists: a clear message, no error.
+	if _, err := st.DB.Exec(ctx, `DROP TABLE backfill_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "backfill", "status"); r.code != ExitOK || !strings.Contains(r.stdout, "backfill_jobs does not exist yet") {
+		t.Fatalf("backfill status without the table: exit %d, %q", r.code, r.stdout)
+	}
+	if r := runJSON(t, &res, "backfill", "status", "--json"); r.code != ExitOK || !res.TableMissing || res.Jobs == nil {
+		t.Fatalf("backfill status --json without the table: %+v", res)
 	}
 }
