@@ -1,0 +1,176 @@
+package app
+
+import (
+	"container/list"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/reviewpipe/reviewpipe/pkg/envelope"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
+	"github.com/reviewpipe/reviewpipe/services/poller/internal/feed"
+)
+
+// Writer is what the poller needs of a Kafka writer: a synchronous, acks=all
+// WriteMessages (see kafkax.NewWriter).
+type Writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+type published struct {
+	published, deadLettered, skipped int
+	// newest is the newest change time among the page's valid events.
+	newest time.Time
+}
+
+// publish writes a page's events to reviews.raw.v1, each as the payload of
+// a raw envelope with its bytes untouched, keyed {provider}:{review_id}
+// (the id the provider's adapter reads from the event). An event the
+// adapter refuses has no trustworthy key: its raw envelope goes to
+// reviews.dlq.v1 (stage poller) with the reason, where `reviewctl dlq
+// redrive` can send it on once fixed. publish returns only after Kafka
+// acknowledged every record; only then may the page's cursor be saved.
+//
+// With skipRecent, events this process published lately (the overlap of a
+// rewound live pass) are not published again.
+func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.Page, skipRecent bool) (published, error) {
+	var res published
+	if len(page.Events) == 0 {
+		return res, nil
+	}
+	accepted := time.Now().UTC()
+	delivery := pageID(source)
+	msgs := make([]kafka.Message, 0, len(page.Events))
+	var dls []kafka.Message
+	digests := make([]string, 0, len(page.Events))
+	for _, ev := range page.Events {
+		sum := sha256.Sum256(ev)
+		digest := hex.EncodeToString(sum[:16])
+		if skipRecent && w.recent.Has(digest) {
+			res.skipped++
+			continue
+		}
+		raw := envelope.Raw{
+			// Stable per change: a re-read of the same event has the
+			// same id, which makes duplicates easy to trace.
+			EventID:    envelope.EventID(w.name, "poll:"+digest, 0),
+			Provider:   w.name,
+			Source:     source,
+			ReceivedAt: accepted,
+			DeliveryID: delivery,
+			Payload:    json.RawMessage(ev),
+		}
+		norm, err := w.adapter.Normalize(ev, accepted)
+		if err != nil {
+			m, err := w.deadLetter(raw, err, accepted)
+			if err != nil {
+				return res, err
+			}
+			dls = append(dls, m)
+			continue
+		}
+		m, err := raw.Message(norm.Review.ExternalID, accepted)
+		if err != nil {
+			return res, err
+		}
+		msgs = append(msgs, m)
+		digests = append(digests, digest)
+		if norm.Review.SourceUpdatedAt.After(res.newest) {
+			res.newest = norm.Review.SourceUpdatedAt
+		}
+	}
+	if err := w.write(ctx, w.s.raw, msgs); err != nil {
+		return res, fmt.Errorf("publish %d events to %s: %w", len(msgs), kafkax.TopicRaw, err)
+	}
+	if err := w.write(ctx, w.s.dlq, dls); err != nil {
+		return res, fmt.Errorf("dead-letter %d events: %w", len(dls), err)
+	}
+	for _, d := range digests {
+		w.recent.Add(d)
+	}
+	res.published, res.deadLettered = len(msgs), len(dls)
+	w.s.m.events.WithLabelValues(w.name, string(source)).Add(float64(len(msgs)))
+	return res, nil
+}
+
+func (w *worker) deadLetter(raw envelope.Raw, cause error, now time.Time) (kafka.Message, error) {
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return kafka.Message{}, fmt.Errorf("encode raw envelope: %w", err)
+	}
+	reason := string(provider.ReasonOf(cause))
+	if reason == "" {
+		reason = string(provider.ReasonInvalidField)
+	}
+	dl := envelope.NewDeadLetter(envelope.StagePoller, reason, cause, "", b, now)
+	dl.Provider = w.name
+	dl.Headers = map[string]string{
+		kafkax.HeaderEventID:  raw.EventID,
+		kafkax.HeaderSource:   string(raw.Source),
+		kafkax.HeaderAccepted: now.UTC().Format(time.RFC3339Nano),
+	}
+	w.s.m.deadLetters.WithLabelValues(w.name, reason).Inc()
+	w.log.Warn("provider event refused by its adapter: dead-lettered", zap.String("reason", reason),
+		zap.String("error", cause.Error()), zap.String("dead_letter_id", dl.ID))
+	return dl.Message()
+}
+
+func (w *worker) write(ctx context.Context, wr Writer, msgs []kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	// A stopping poller still finishes (or times out) a write it began,
+	// so a page is never half-published because of the shutdown.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.KafkaDeadline)
+	defer cancel()
+	start := time.Now()
+	err := wr.WriteMessages(ctx, msgs...)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	w.s.m.kafkaWrite.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// pageID names one fetched page, the delivery_id of its raw envelopes.
+func pageID(source envelope.Source) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return string(source) + "_" + hex.EncodeToString(b)
+}
+
+// recentSet remembers the most recent n digests. Used by one worker
+// goroutine only.
+type recentSet struct {
+	max   int
+	order *list.List
+	index map[string]*list.Element
+}
+
+func newRecentSet(n int) *recentSet {
+	return &recentSet{max: n, order: list.New(), index: make(map[string]*list.Element, n)}
+}
+
+func (r *recentSet) Has(d string) bool { _, ok := r.index[d]; return ok }
+
+func (r *recentSet) Add(d string) {
+	if e, ok := r.index[d]; ok {
+		r.order.MoveToFront(e)
+		return
+	}
+	r.index[d] = r.order.PushFront(d)
+	for r.order.Len() > r.max {
+		old := r.order.Back()
+		r.order.Remove(old)
+		delete(r.index, old.Value.(string))
+	}
+}
