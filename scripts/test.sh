@@ -14,6 +14,7 @@ MODULES=$(go list -m -f '{{.Path}}/...')
 go vet $MODULES
 
 stack_up
+"$ROOT/scripts/chromium.sh"  # the browser tests (services/api) drive headless Chromium
 export REVIEWPIPE_INTEGRATION=1 REVIEWPIPE_BIN=$ROOT/bin
 mkdir -p "$ROOT/tests/artifacts"
 

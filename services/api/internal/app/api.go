@@ -295,11 +295,15 @@ func (a *API) movieReviews(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) providers(ctx context.Context) ([]providerView, error) {
+	return a.providersAt(ctx, a.now())
+}
+
+func (a *API) providersAt(ctx context.Context, now time.Time) ([]providerView, error) {
 	rows, err := a.store.ProviderHealth(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return providerViews(&a.cfg, rows, a.now()), nil
+	return providerViews(&a.cfg, rows, now), nil
 }
 
 func (a *API) review(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"sort"
 	"sync"
@@ -65,8 +66,9 @@ type Ops struct {
 
 func (a *API) ops(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	now := a.now()
-	views, err := a.providers(ctx)
+	// Whole seconds, so that revalidations within a second match.
+	now := a.now().Truncate(time.Second)
+	views, err := a.providersAt(ctx, now)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -83,7 +85,7 @@ func (a *API) ops(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if v.Age != nil {
-			s := v.Age.Seconds()
+			s := math.Round(v.Age.Seconds())
 			p.FreshnessSeconds = &s
 		}
 		out.Providers = append(out.Providers, p)

@@ -1,0 +1,115 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
+)
+
+func TestProviderViews(t *testing.T) {
+	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
+	cfg := &Config{Providers: []string{"generic", "cinescore", "reelpulse"}, Objective: time.Minute,
+		Objectives: map[string]time.Duration{"reelpulse": 5 * time.Minute}}
+	for name, tc := range map[string]struct {
+		rows  map[string]store.ProviderHealth
+		want  string
+		stale bool
+	}{
+		"no rows: all down": {nil, "cinescore:down generic:down reelpulse:down", true},
+		"all fresh": {map[string]store.ProviderHealth{
+			"generic":   {Status: "ok", LastSuccessAt: ago(10 * time.Second)},
+			"cinescore": {Status: "ok", LastSuccessAt: ago(59 * time.Second)},
+			"reelpulse": {Status: "ok", LastSuccessAt: ago(4 * time.Minute)},
+		}, "cinescore:ok generic:ok reelpulse:ok", false},
+		"past the objective is degraded": {map[string]store.ProviderHealth{
+			"generic":   {Status: "ok", LastSuccessAt: ago(61 * time.Second)},
+			"cinescore": {Status: "ok", LastSuccessAt: ago(time.Second)},
+			"reelpulse": {Status: "ok", LastSuccessAt: ago(6 * time.Minute)},
+		}, "cinescore:ok generic:degraded reelpulse:degraded", true},
+		"the poller's worse status wins": {map[string]store.ProviderHealth{
+			"generic":   {Status: "degraded", LastSuccessAt: ago(time.Second)},
+			"cinescore": {Status: "down", LastSuccessAt: ago(time.Second)},
+			"reelpulse": {Status: "ok"},
+		}, "cinescore:down generic:degraded reelpulse:down", true},
+		"extra provider listed": {map[string]store.ProviderHealth{
+			"generic":   {Status: "ok", LastSuccessAt: ago(time.Second)},
+			"cinescore": {Status: "ok", LastSuccessAt: ago(time.Second)},
+			"reelpulse": {Status: "ok", LastSuccessAt: ago(time.Second)},
+			"aaa":       {Status: "ok", LastSuccessAt: ago(time.Second)},
+		}, "aaa:ok cinescore:ok generic:ok reelpulse:ok", false},
+		"clock skew: a success in the future is fresh": {map[string]store.ProviderHealth{
+			"generic":   {Status: "ok", LastSuccessAt: ago(-time.Minute)},
+			"cinescore": {Status: "ok", LastSuccessAt: ago(time.Second)},
+			"reelpulse": {Status: "ok", LastSuccessAt: ago(time.Second)},
+		}, "cinescore:ok generic:ok reelpulse:ok", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			vs := providerViews(cfg, tc.rows, now)
+			var got []string
+			for _, v := range vs {
+				got = append(got, v.Name+":"+v.Status)
+			}
+			if g := strings.Join(got, " "); g != tc.want || anyStale(vs) != tc.stale {
+				t.Fatalf("got %s stale %v, want %s stale %v", g, anyStale(vs), tc.want, tc.stale)
+			}
+		})
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	c := store.Cursor{SourceUpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC), ID: "generic:a/b c"}
+	got, err := decodeCursor(encodeCursor(c))
+	if err != nil || !got.SourceUpdatedAt.Equal(c.SourceUpdatedAt) || got.ID != c.ID {
+		t.Fatalf("round trip %+v %v", got, err)
+	}
+	for _, bad := range []string{"", "!!", "bm90LWpzb24", "e30", strings.Repeat("A", 2000)} {
+		if _, err := decodeCursor(bad); err == nil {
+			t.Errorf("cursor %q accepted", bad)
+		}
+	}
+}
+
+func FuzzDecodeCursor(f *testing.F) {
+	f.Add(encodeCursor(store.Cursor{SourceUpdatedAt: time.Now(), ID: "x:y"}))
+	f.Add("garbage")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := decodeCursor(s)
+		if err == nil && (c.ID == "" || c.SourceUpdatedAt.IsZero()) {
+			t.Fatalf("accepted an empty cursor from %q", s)
+		}
+	})
+}
+
+func TestClientLimiter(t *testing.T) {
+	l := newClientLimiter(1, 2) // 1 per second, burst 2
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var got []string
+	for i, at := range []time.Duration{0, 0, 0, 500 * time.Millisecond, time.Second, time.Second} {
+		wait, ok := l.allow("a", now.Add(at))
+		got = append(got, fmt.Sprintf("%d:%v:%s", i, ok, wait))
+	}
+	want := "0:true:0s 1:true:0s 2:false:1s 3:false:500ms 4:true:0s 5:false:1s"
+	if g := strings.Join(got, " "); g != want {
+		t.Fatalf("got  %s\nwant %s", g, want)
+	}
+	if _, ok := l.allow("b", now); !ok {
+		t.Fatal("another client shares a's bucket")
+	}
+}
+
+func TestIfNoneMatch(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		want   bool
+	}{
+		{`"abc"`, true}, {`W/"abc"`, true}, {`"x", "abc"`, true}, {`*`, true}, {`"abd"`, false}, {``, false},
+	} {
+		if got := matches(tc.header, `"abc"`); got != tc.want {
+			t.Errorf("If-None-Match %q: %v", tc.header, got)
+		}
+	}
+}
