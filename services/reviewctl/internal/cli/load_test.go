@@ -24,8 +24,9 @@ import (
 
 // TestReconcileLoad measures reconcile on a generated log: it runs only
 // with REVIEWCTL_LOAD_EVENTS set (for example 1000000). The log holds that
-// many raw events over a fifth as many reviews (5 versions each, one
-// review in ten deleted at its last), the store the matching rows; the
+// many raw events over a fifth as many reviews (REVIEWCTL_LOAD_VERSIONS,
+// default 5, versions each; one review in ten deleted at its last), the
+// store the matching rows; the
 // built reviewctl binary reconciles them and the test reports records/s,
 // the whole run's time and the process's peak RSS.
 //
@@ -37,7 +38,10 @@ func TestReconcileLoad(t *testing.T) {
 	}
 	st := newStack(t)
 	ctx := context.Background()
-	const versions = 5
+	versions := 5
+	if v, _ := strconv.Atoi(os.Getenv("REVIEWCTL_LOAD_VERSIONS")); v > 0 {
+		versions = v
+	}
 	keys := n / versions
 	body := bytes.Repeat([]byte("A quietly devastating film about hope. "), 5)[:180]
 
@@ -54,7 +58,7 @@ func TestReconcileLoad(t *testing.T) {
 	}
 	for v := 1; v <= versions; v++ {
 		for k := range keys {
-			del := v == versions && k%10 == 0
+			del := v == versions && k%10 == 0 && versions > 1
 			chunk = append(chunk, rawMessage(fmt.Sprintf("load-%08d", k), int64(v), del, string(body), fmt.Sprintf("evt_%d_%d", k, v)))
 			if len(chunk) == cap(chunk) {
 				flush()
@@ -70,7 +74,8 @@ func TestReconcileLoad(t *testing.T) {
 	reg := provider.Default()
 	rows := make([][]any, 0, keys)
 	for k := range keys {
-		m := rawMessage(fmt.Sprintf("load-%08d", k), versions, k%10 == 0, string(body), "x")
+		del := k%10 == 0 && versions > 1
+		m := rawMessage(fmt.Sprintf("load-%08d", k), int64(versions), del, string(body), "x")
 		ev, _, err := normalizeRecord(reg, &m, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -81,7 +86,7 @@ func TestReconcileLoad(t *testing.T) {
 			rating = int16(*r.Rating)
 		}
 		rows = append(rows, []any{r.ID, r.Provider, r.ExternalID, r.MovieID, r.Author, rating, r.Title, r.Body, r.Language,
-			r.URL, r.Version, k%10 == 0, dedupe.EntryOf(ev, -1).HashString(), r.SourceUpdatedAt, r.IngestedAt})
+			r.URL, r.Version, del, dedupe.EntryOf(ev, -1).HashString(), r.SourceUpdatedAt, r.IngestedAt})
 	}
 	if _, err := st.DB.CopyFrom(ctx, pgx.Identifier{"reviews"}, []string{"id", "provider", "external_id", "movie_id", "author",
 		"rating", "title", "body", "language", "url", "version", "deleted", "content_hash", "source_updated_at", "ingested_at"},

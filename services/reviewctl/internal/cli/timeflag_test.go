@@ -101,3 +101,22 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// On a terminal the bar is redrawn in place: carriage return, erase line,
+// no newline until the end.
+func TestProgressBar(t *testing.T) {
+	var buf syncBuffer
+	p := &progress{w: &buf, label: "reading", unit: "records", tty: true, start: time.Now().Add(-2 * time.Second), stop: make(chan struct{})}
+	p.total.Store(1000)
+	p.done.Store(500)
+	p.print(false)
+	out := buf.String()
+	if !strings.HasPrefix(out, "\r\x1b[Kreading: [##############..............]  50.0% 500/1,000 records") || strings.Contains(out, "\n") ||
+		!strings.Contains(out, "left") {
+		t.Fatalf("bar %q", out)
+	}
+	p.print(true)
+	if !strings.HasSuffix(buf.String(), "done\n") {
+		t.Fatalf("final bar %q", buf.String())
+	}
+}
