@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 )
 
 func TestBackfill(t *testing.T) {
@@ -96,4 +99,36 @@ func TestBackfill(t *testing.T) {
 	if r := runJSON(t, &res, "backfill", "status", "--json"); r.code != ExitOK || !res.TableMissing || res.Jobs == nil {
 		t.Fatalf("backfill status --json without the table: %+v", res)
 	}
+}
+
+// A backfill queued by reviewctl reaches the real poller, which records the
+// job; backfill status shows it.
+func TestBackfillThroughPoller(t *testing.T) {
+	st := newStack(t)
+	// No provider answers there: the job is recorded, then retried or
+	// failed, which is all this test looks at.
+	startService(t, st, "poller", "POLLER_ADDR", "SIMULATOR_URL=http://"+testenv.FreeAddr(t))
+	r := run(t, "backfill", "--provider", "generic", "--since", "2d")
+	id := strings.TrimSpace(r.stdout)
+	if r.code != ExitOK || id == "" {
+		t.Fatalf("backfill: exit %d", r.code)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var res struct {
+			Jobs []backfillJob `json:"jobs"`
+		}
+		var out, errb bytes.Buffer
+		if code := Run(context.Background(), []string{"backfill", "status", "--json"}, &out, &errb); code != ExitOK {
+			return fmt.Errorf("backfill status: exit %d: %s", code, errb.String())
+		}
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			return err
+		}
+		for _, j := range res.Jobs {
+			if j.RequestID == id && j.Provider == "generic" && j.Since != nil && time.Since(*j.Since) > 47*time.Hour {
+				return nil
+			}
+		}
+		return fmt.Errorf("job %s not in backfill status: %+v", id, res.Jobs)
+	})
 }

@@ -37,7 +37,7 @@ func binary(t *testing.T, name string) string {
 		if buildErr != nil {
 			return
 		}
-		for _, s := range []string{"processor", "sink"} {
+		for _, s := range []string{"processor", "sink", "poller"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(builtDir, s),
 				"github.com/reviewpipe/reviewpipe/services/"+s).CombinedOutput()
 			if err != nil {
@@ -62,11 +62,11 @@ type service struct {
 
 // startService runs a service against the test's stack on a free address
 // (addrVar) and waits for its /readyz; cleanup stops it with SIGTERM.
-func startService(t *testing.T, st *testenv.Stack, name, addrVar string) *service {
+func startService(t *testing.T, st *testenv.Stack, name, addrVar string, extraEnv ...string) *service {
 	t.Helper()
 	addr := testenv.FreeAddr(t)
 	s := &service{name: name, cmd: exec.Command(binary(t, name))}
-	s.cmd.Env = append(append(os.Environ(), st.Env()...), addrVar+"="+addr, "LOG_LEVEL=info")
+	s.cmd.Env = append(append(append(os.Environ(), st.Env()...), addrVar+"="+addr, "LOG_LEVEL=info"), extraEnv...)
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
