@@ -22,6 +22,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
+
 // binary returns the path of a service's binary: from REVIEWPIPE_BIN when
 // `make test` set it, else built once for this test run.
 func binary(t *testing.T, name string) string {
