@@ -39,21 +39,18 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		BreakerFailures: env.Int("SINK_BREAKER_FAILURES", 3),
 		BreakerOpen:     env.Duration("SINK_BREAKER_OPEN", 5*time.Second),
 	}
-	method := store.Unnest
-	switch m := env.String("SINK_BULK_METHOD", "unnest"); m {
-	case "unnest":
-	case "copy":
-		method = store.Copy
-	default:
-		return fmt.Errorf("SINK_BULK_METHOD=%q: must be unnest or copy", m)
+	// Batches of at least SINK_COPY_FROM rows go through COPY, smaller
+	// ones through UNNEST (measured: see README); 0 never uses COPY.
+	copyFrom := env.Int("SINK_COPY_FROM", store.DefaultCopyFrom)
+	if copyFrom < 0 {
+		return fmt.Errorf("SINK_COPY_FROM must be 0 (never COPY) or a number of rows, got %d", copyFrom)
 	}
-	copyFrom := env.Int("SINK_COPY_FROM", 500)
 	if err := env.Err(); err != nil {
 		return err
 	}
 	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
 		zap.String("database", config.MaskURL(common.DatabaseURL)), zap.String("topic_namespace", common.TopicNamespace),
-		zap.Int("max_batch", cfg.MaxBatch), zap.Stringer("bulk_method", method))
+		zap.Int("max_batch", cfg.MaxBatch), zap.Int("copy_from", copyFrom))
 
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	err := pgstore.WaitReady(wctx, common.DatabaseURL)
@@ -70,7 +67,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	defer dlq.Close()
 
 	reg := obs.NewRegistry()
-	sink, err := app.New(cfg, store.New(db, method, copyFrom), dlq, log, reg)
+	sink, err := app.New(cfg, store.New(db, copyFrom), dlq, log, reg)
 	if err != nil {
 		return err
 	}

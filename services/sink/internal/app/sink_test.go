@@ -63,7 +63,7 @@ func startSink(t *testing.T, st *testenv.Stack, databaseURL string, cfg Config) 
 	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: st.Brokers, Topic: st.Topic(kafkax.TopicDLQ)})
 	cfg.Brokers, cfg.Names = st.Brokers, st.Names
 	reg := prometheus.NewRegistry()
-	s, err := New(cfg, store.New(db, store.Unnest, 500), dlq, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), reg)
+	s, err := New(cfg, store.New(db, store.DefaultCopyFrom), dlq, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

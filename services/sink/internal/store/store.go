@@ -41,25 +41,15 @@ type Notice struct {
 // maxNoticeBytes keeps a payload under PostgreSQL's 8000-byte limit.
 const maxNoticeBytes = 7000
 
-// Method selects how a batch's rows reach the merge statement.
-type Method int
+// Two ways bring a batch's rows to the merge statement; BenchmarkApply
+// compares them (numbers in the README). UNNEST passes each column as one
+// array parameter and merges from unnest(...): one round trip, no temporary
+// table; it is faster up to about a thousand rows. COPY streams the rows
+// into a temporary table and merges from it: two more round trips, but
+// cheaper per row, so faster from a few thousand rows.
 
-// The write methods; BenchmarkApply compares them (see README).
-const (
-	// Unnest passes each column as an array parameter and merges from
-	// unnest(...): one round trip, no temporary table.
-	Unnest Method = iota
-	// Copy streams the rows into a temporary table with COPY, then merges
-	// from it.
-	Copy
-)
-
-func (m Method) String() string {
-	if m == Copy {
-		return "copy"
-	}
-	return "unnest"
-}
+// DefaultCopyFrom is the batch size from which COPY is used.
+const DefaultCopyFrom = 2500
 
 // Position says where a batch sits in the log: records [First, Next) of one
 // partition, read by one consumer group.
@@ -101,17 +91,17 @@ type Result struct {
 
 // Store writes batches into PostgreSQL.
 type Store struct {
-	db     *pgxpool.Pool
-	method Method
-	// copyFrom is the batch size from which Copy is used when method is
-	// Copy (small batches always use Unnest).
+	db *pgxpool.Pool
+	// copyFrom is the number of rows from which a batch goes through COPY
+	// (0: never).
 	copyFrom int
 }
 
 // New returns a store on db that writes batches of at least copyFrom rows
-// with method (smaller ones with Unnest).
-func New(db *pgxpool.Pool, method Method, copyFrom int) *Store {
-	return &Store{db: db, method: method, copyFrom: copyFrom}
+// (after collapsing) with COPY and smaller ones with UNNEST; 0 means
+// never COPY.
+func New(db *pgxpool.Pool, copyFrom int) *Store {
+	return &Store{db: db, copyFrom: copyFrom}
 }
 
 // NextOffset returns the stored next offset of a partition, and false when
@@ -251,7 +241,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Writ
 		rows pgx.Rows
 		err  error
 	)
-	if s.method == Copy && len(cs) >= s.copyFrom {
+	if s.copyFrom > 0 && len(cs) >= s.copyFrom {
 		if _, err := tx.Exec(ctx, createStaging); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
