@@ -53,8 +53,7 @@ func runBackfill(ctx context.Context, args []string, o IO) int {
 		return o.Errorf("backfill takes no arguments, got %q (did you mean `backfill status`?)", fs.Args())
 	}
 	if *prov == "" || !since.set {
-		fs.Usage()
-		return o.Errorf("backfill needs --provider and --since")
+		return o.Errorf("backfill needs --provider and --since (see reviewctl backfill -h)")
 	}
 	reg := adapters()
 	if _, ok := reg.Get(*prov); !ok {

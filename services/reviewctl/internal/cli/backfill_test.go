@@ -42,7 +42,7 @@ func TestBackfill(t *testing.T) {
 		{"backfill", "--provider", "generic", "--since", "yesterday-ish"},
 		{"backfill", "--provider", "generic", "--since", time.Now().Add(time.Hour).Format(time.RFC3339)},
 	} {
-		if r := run(t, args...); r.code != ExitError || strings.Count(r.stderr, "reviewctl: ") != 1 {
+		if r := run(t, args...); r.code != ExitError || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "reviewctl: ") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one error line", args, r.code, r.stderr)
 		}
 	}

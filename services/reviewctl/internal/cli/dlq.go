@@ -323,8 +323,7 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 	if id == "" && fs.NArg() == 1 {
 		id = fs.Arg(0)
 	} else if fs.NArg() > 0 || id == "" {
-		fs.Usage()
-		return o.Errorf("dlq show takes exactly one dead-letter id (see `reviewctl dlq list`)")
+		return o.Errorf("dlq show takes exactly one dead-letter id (see `reviewctl dlq list`, or `reviewctl dlq show -h`)")
 	}
 	s, err := loadSettings(o)
 	if err != nil {

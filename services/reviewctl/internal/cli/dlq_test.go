@@ -226,10 +226,15 @@ func TestDLQUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
 		}
 	}
-	var out, errb bytes.Buffer
-	if code := Run(context.Background(), []string{"dlq", "redrive", "--rate", "fast"}, &out, &errb); code != ExitError {
-		t.Errorf("bad --rate: exit %d", code)
+	for _, args := range [][]string{{"dlq", "redrive", "--rate", "fast"}, {"dlq", "list", "--bogus"}, {"reconcile", "--since", "yesterday"},
+		{"replay", "--from", "x"}, {"backfill", "status", "--limit", "many"}, {"dlq", "show"}} {
+		var out, errb bytes.Buffer
+		if code := Run(context.Background(), args, &out, &errb); code != ExitError || strings.Count(errb.String(), "\n") != 1 ||
+			!strings.HasPrefix(errb.String(), "reviewctl: ") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, errb.String())
+		}
 	}
+	var out, errb bytes.Buffer
 	if code := Run(context.Background(), []string{"replay"}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "--from") {
 		t.Errorf("replay without --from: exit %d, %q", code, errb.String())
 	}

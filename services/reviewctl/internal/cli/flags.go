@@ -11,9 +11,12 @@ import (
 // package's error followed by the whole usage; -h prints the usage. It
 // returns ExitOK for -h, ExitError for a bad flag, -1 to go on.
 func parseArgs(fs *flag.FlagSet, args []string, o IO) int {
+	usage := fs.Usage
+	fs.Usage = func() {} // the flag package calls it on every error
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	fs.SetOutput(o.Err)
+	fs.Usage = usage
 	switch {
 	case err == nil:
 		return -1

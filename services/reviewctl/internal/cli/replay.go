@@ -95,8 +95,7 @@ func runReplay(ctx context.Context, args []string, o IO) int {
 		return o.Errorf("replay takes no arguments, got %q", fs.Args())
 	}
 	if !from.set {
-		fs.Usage()
-		return o.Errorf("replay needs --from: the start of the window to replay")
+		return o.Errorf("replay needs --from: the start of the window to replay (see reviewctl replay -h)")
 	}
 	if to.set && !to.t.After(from.t) {
 		return o.Errorf("--to (%s) must be after --from (%s)", to.t.Format(time.RFC3339), from.t.Format(time.RFC3339))
