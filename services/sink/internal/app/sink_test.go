@@ -275,3 +275,36 @@ func TestSinkPausesWhilePostgresIsDown(t *testing.T) {
 		t.Fatalf("breaker %s after recovery, want closed", s.BreakerState())
 	}
 }
+
+// A record PostgreSQL itself refuses (here: a check constraint that only
+// this test's database has) is found by halving the batch, dead-lettered,
+// and every other record of the batch is written.
+func TestSinkIsolatesARecordPostgresRefuses(t *testing.T) {
+	st := testenv.New(t)
+	if _, err := st.DB.Exec(context.Background(), `ALTER TABLE reviews ADD CONSTRAINT test_refuse CHECK (title <> 'v13')`); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kafka.Message
+	for i := range 40 {
+		msgs = append(msgs, event(t, review.OpUpsert, "q"+strconv.Itoa(i), "tt0000001", int64(1+i%20)))
+	}
+	// Every partition's batch is whole before the sink starts.
+	produce(t, st, msgs...)
+	s, _ := startSink(t, st, st.DatabaseURL, Config{})
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if n := offsetsSum(st); n != 40 {
+			return fmt.Errorf("%d of 40 consumed", n)
+		}
+		return nil
+	})
+	got, err := storedVersions(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 38 || got["generic:q12"] != "" || got["generic:q32"] != "" {
+		t.Fatalf("stored %d rows (%v); want all but the two v13 records", len(got), got)
+	}
+	if n := testutil.ToFloat64(s.m.deadLetters.WithLabelValues("store_rejected")); n != 2 {
+		t.Fatalf("store_rejected dead letters %v, want 2", n)
+	}
+}
