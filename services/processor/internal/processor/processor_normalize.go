@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -15,18 +14,12 @@ import (
 
 // Dead-letter reasons of the processor, besides the adapters' own
 // (provider.Reason: not_json, unknown_shape, invalid_field, ...).
+// They are provider.NormalizeRecord's, shared with reconciliation.
 const (
-	// ReasonInvalidEnvelope: the record is not a reviews.raw.v1 envelope.
-	ReasonInvalidEnvelope = "invalid_envelope"
-	// ReasonUnknownProvider: no adapter for the envelope's provider.
+	ReasonInvalidEnvelope = string(provider.ReasonInvalidEnvelope)
 	ReasonUnknownProvider = string(provider.ReasonUnknownProv)
-	// ReasonKeyMismatch: the record's key is not the canonical id of the
-	// review its payload names, so it may sit on another partition than
-	// the key's state.
-	ReasonKeyMismatch = "key_mismatch"
-	// ReasonInvalidPayload: the adapter refused the payload without a
-	// reason of its own.
-	ReasonInvalidPayload = "invalid_payload"
+	ReasonKeyMismatch     = string(provider.ReasonKeyMismatch)
+	ReasonInvalidPayload  = string(provider.ReasonInvalidPayload)
 )
 
 // providerUnknown is the provider label of records whose provider is not
@@ -71,34 +64,18 @@ func (p *Processor) normalize(batch []kafka.Message, now time.Time) []record {
 }
 
 func (p *Processor) normalizeOne(m kafka.Message, now time.Time) record {
-	r := record{msg: m, provider: providerUnknown}
-	raw, err := envelope.ParseRaw(m.Value)
-	if err != nil {
-		r.fail(ReasonInvalidEnvelope, err)
-		return r
+	n := p.adapters.NormalizeRecord(m.Key, m.Value, now)
+	r := record{msg: m, provider: providerUnknown, raw: n.Raw, event: n.Event}
+	if n.Provider != "" {
+		r.provider = n.Provider
 	}
-	r.raw = raw
-	r.acceptedAt = acceptedAt(m, raw)
-	adapter, ok := p.adapters.Get(raw.Provider)
-	if !ok {
-		r.fail(ReasonUnknownProvider, fmt.Errorf("no adapter for provider %q (known: %v)", raw.Provider, p.adapters.Names()))
-		return r
+	if n.Raw.EventID != "" {
+		r.acceptedAt = acceptedAt(m, n.Raw)
 	}
-	r.provider = adapter.Name()
-	ev, err := adapter.Normalize(raw.Payload, now)
-	if err != nil {
-		reason := string(provider.ReasonOf(err))
-		if reason == "" {
-			reason = ReasonInvalidPayload
-		}
-		r.fail(reason, err)
-		return r
+	if n.Err != nil {
+		r.event = review.Event{}
+		r.fail(string(n.Reason), n.Err)
 	}
-	if string(m.Key) != ev.Review.ID {
-		r.fail(ReasonKeyMismatch, fmt.Errorf("record key %q is not the review's canonical id %q", m.Key, ev.Review.ID))
-		return r
-	}
-	r.event = ev
 	return r
 }
 

@@ -87,17 +87,6 @@ func newFlags(name, usageLine string, o IO) *flag.FlagSet {
 	return fs
 }
 
-// parse parses flags; it returns ExitOK for -h, ExitError for bad flags, -1 to go on.
-func parse(fs *flag.FlagSet, args []string) int {
-	if err := fs.Parse(args); err != nil {
-		if err.Error() == "flag: help requested" {
-			return ExitOK
-		}
-		return ExitError
-	}
-	return -1
-}
-
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {

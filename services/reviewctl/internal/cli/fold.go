@@ -2,44 +2,22 @@ package cli
 
 import (
 	"bytes"
-	"fmt"
 	"math"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
-	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
 // normalizeRecord turns a reviews.raw.v1 record into its canonical event
-// exactly as the processor does (services/processor/internal/processor,
-// normalizeOne): the envelope, the provider's adapter, the adapter's
-// Normalize, and the rule that the record key is the review's canonical id.
+// with provider.NormalizeRecord, the very function the processor calls.
 // reason is the processor's dead-letter reason when the record fails.
 func normalizeRecord(reg *provider.Registry, m *kafka.Message, now time.Time) (ev review.Event, reason string, err error) {
-	raw, err := envelope.ParseRaw(m.Value)
-	if err != nil {
-		return ev, "invalid_envelope", err
-	}
-	ad, ok := reg.Get(raw.Provider)
-	if !ok {
-		return ev, string(provider.ReasonUnknownProv), fmt.Errorf("no adapter for provider %q", raw.Provider)
-	}
-	ev, err = ad.Normalize(raw.Payload, now)
-	if err != nil {
-		reason = string(provider.ReasonOf(err))
-		if reason == "" {
-			reason = "invalid_payload"
-		}
-		return ev, reason, err
-	}
-	if string(m.Key) != ev.Review.ID {
-		return ev, "key_mismatch", fmt.Errorf("record key %q is not the review's canonical id %q", m.Key, ev.Review.ID)
-	}
-	return ev, "", nil
+	n := reg.NormalizeRecord(m.Key, m.Value, now)
+	return n.Event, string(n.Reason), n.Err
 }
 
 // slot is what reconciliation keeps per review key: the processor's state

@@ -26,7 +26,7 @@ func runWait(ctx context.Context, args []string, o IO) int {
 	minBrokers := fs.Int("min-brokers", 1, "how many brokers must answer the metadata request")
 	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait")
-	if code := parse(fs, args[1:]); code >= 0 {
+	if code := parseArgs(fs, args[1:], o); code >= 0 {
 		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -63,7 +63,7 @@ func runSetup(ctx context.Context, args []string, o IO) int {
 	fs.IntVar(&replication, "replication-factor", replication, "replication factor of every topic ($KAFKA_REPLICATION_FACTOR)")
 	wait := fs.Duration("wait", 60*time.Second, "how long to wait for Kafka and PostgreSQL to answer first")
 	skipDB := fs.Bool("skip-postgres", false, "only create topics")
-	if code := parse(fs, args); code >= 0 {
+	if code := parseArgs(fs, args, o); code >= 0 {
 		return code
 	}
 	wctx, cancel := context.WithTimeout(ctx, *wait)
