@@ -144,9 +144,18 @@ func decode[T any](t *testing.T, b []byte) T {
 
 var (
 	sinkOnce sync.Once
+	sinkDir  string
 	sinkBin  string
 	sinkErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sinkDir != "" {
+		_ = os.RemoveAll(sinkDir)
+	}
+	os.Exit(code)
+}
 
 // buildSink compiles the real sink (services/sink) once per test binary.
 func buildSink(t *testing.T) string {
@@ -157,7 +166,7 @@ func buildSink(t *testing.T) string {
 			sinkErr = err
 			return
 		}
-		sinkBin = filepath.Join(dir, "sink")
+		sinkDir, sinkBin = dir, filepath.Join(dir, "sink")
 		out, err := exec.Command("go", "build", "-o", sinkBin, "github.com/reviewpipe/reviewpipe/services/sink").CombinedOutput()
 		if err != nil {
 			sinkErr = fmt.Errorf("go build sink: %v\n%s", err, out)
