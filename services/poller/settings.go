@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -37,7 +38,7 @@ func readSettings(env *config.Env, adapters *provider.Registry) (settings, error
 	c := app.Config{
 		Holder:           env.String("POLLER_ID", app.DefaultHolder()),
 		Interval:         env.Duration("POLL_INTERVAL", 0),
-		Overlap:          env.Duration("POLL_OVERLAP", 0),
+		Overlap:          overlap(env.Duration("POLL_OVERLAP", 2*time.Second)),
 		PageSize:         env.Int("POLL_PAGE_SIZE", 0),
 		HTTPTimeout:      env.Duration("POLL_HTTP_TIMEOUT", 0),
 		MaxResponseBytes: int64(env.Int("POLL_MAX_RESPONSE_BYTES", 0)),
@@ -75,6 +76,14 @@ func readSettings(env *config.Env, adapters *provider.Registry) (settings, error
 	}
 	s.app = c
 	return s, nil
+}
+
+// overlap maps POLL_OVERLAP=0 to app.Config's "none" (a negative value).
+func overlap(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // log writes the settings once at start, credentials masked.

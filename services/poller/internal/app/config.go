@@ -27,7 +27,8 @@ type Config struct {
 	// Interval is the live sync cadence per provider (POLL_INTERVAL, 10s).
 	Interval time.Duration
 	// Overlap rewinds a time cursor at the start of every live pass, so a
-	// change the provider recorded late is still read (POLL_OVERLAP, 2s).
+	// change the provider recorded late is still read (POLL_OVERLAP, 2s;
+	// negative: no overlap).
 	Overlap time.Duration
 	// PageSize is asked of every feed (POLL_PAGE_SIZE, 100).
 	PageSize int
@@ -82,6 +83,9 @@ func (c *Config) Validate() error {
 	def(&c.LeaseTTL, 15*time.Second)
 	def(&c.QueueCheck, time.Second)
 	def(&c.KafkaDeadline, 10*time.Second)
+	if c.Overlap < 0 {
+		c.Overlap = 0
+	}
 	if c.PageSize == 0 {
 		c.PageSize = 100
 	}
@@ -96,8 +100,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("POLLER_ID must not be empty")
 	case c.Interval < 100*time.Millisecond:
 		return fmt.Errorf("POLL_INTERVAL must be at least 100ms, got %s", c.Interval)
-	case c.Overlap < 0:
-		return fmt.Errorf("POLL_OVERLAP must not be negative, got %s", c.Overlap)
 	case c.PageSize < 1 || c.PageSize > 500:
 		return fmt.Errorf("POLL_PAGE_SIZE must be 1 to 500, got %d", c.PageSize)
 	case c.HTTPTimeout < 100*time.Millisecond:

@@ -75,6 +75,7 @@ func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.
 				return res, err
 			}
 			dls = append(dls, m)
+			digests = append(digests, digest)
 			continue
 		}
 		m, err := raw.Message(norm.Review.ExternalID, accepted)

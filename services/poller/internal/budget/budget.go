@@ -106,12 +106,13 @@ type Headers struct {
 func (b *Bucket) Observe(now time.Time, h Headers) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.refill(now)
 	if h.Limit != nil && *h.Limit > 0 && !math.IsInf(*h.Limit, 0) {
+		// The provider's rate applied since the last refill too: refill
+		// at the new rate, so a lower limit never leaves extra tokens.
 		b.published = *h.Limit
 		b.rate = math.Min(b.configured, b.published)
-		b.tokens = math.Min(b.tokens, b.burst)
 	}
+	b.refill(now)
 	if h.Remaining != nil && *h.Remaining >= 0 {
 		b.remaining = *h.Remaining
 		if r := float64(*h.Remaining); r < b.tokens {

@@ -200,3 +200,17 @@ func TestParseHeaders(t *testing.T) {
 		}
 	}
 }
+
+// The first answer says the provider allows less than configured: the time
+// the request took is refilled at the provider's rate, not the configured one.
+func TestLowerLimitLearnedFromTheFirstAnswer(t *testing.T) {
+	b := New(50, 1, t0)
+	if !b.Take(t0) {
+		t.Fatal("first take refused")
+	}
+	at := t0.Add(20 * time.Millisecond)
+	b.Observe(at, Headers{Limit: ptr(5.0)})
+	if d := b.Delay(at); d != 180*time.Millisecond {
+		t.Fatalf("delay %s after learning a limit of 5/s, want 180ms (0.1 token refilled at 5/s)", d)
+	}
+}
