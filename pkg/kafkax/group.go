@@ -48,6 +48,10 @@ type GroupConfig struct {
 	// Linger is how long a batch waits for one more record once it has
 	// one (default 5ms): batches grow under load and stay small when idle.
 	Linger time.Duration
+	// MaxWait bounds how long a batch is assembled from its first record
+	// (default 100ms): linger restarts with every record, so without it a
+	// steady trickle could hold a batch for MaxBatch x Linger.
+	MaxWait time.Duration
 	// Lag, when set, receives each partition's lag after every batch.
 	Lag func(partition int, lag int64)
 	Log *zap.Logger
@@ -60,6 +64,9 @@ type GroupConfig struct {
 func RunGroup(ctx context.Context, cfg GroupConfig, open OpenFunc) error {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 500
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 100 * time.Millisecond
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 5 * time.Millisecond
@@ -172,8 +179,13 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 			return
 		}
 		batch = append(batch, m)
+		closeAt := time.Now().Add(cfg.MaxWait)
 		for len(batch) < cfg.MaxBatch {
-			lctx, cancel := context.WithTimeout(ctx, cfg.Linger)
+			wait := min(cfg.Linger, time.Until(closeAt))
+			if wait <= 0 {
+				break
+			}
+			lctx, cancel := context.WithTimeout(ctx, wait)
 			m, err := r.FetchMessage(lctx)
 			cancel()
 			if err != nil {
