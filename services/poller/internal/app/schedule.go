@@ -52,13 +52,14 @@ const (
 )
 
 // healthStatus says how a provider's sync stands: down while its breaker is
-// open; degraded while its latest attempt failed, or nothing has succeeded
-// for staleAfter (a 429 storm, a half-open breaker that keeps failing);
-// ok otherwise. since is when the worker started trying (its lease term),
-// the reference when nothing has succeeded yet.
-func healthStatus(breaker gobreaker.State, failing bool, lastSuccess, since, now time.Time, staleAfter time.Duration) string {
+// open or its latest answer was 503 (the provider says it is unavailable);
+// degraded while its latest attempt failed otherwise, or nothing has
+// succeeded for staleAfter (a 429 storm, a half-open breaker that keeps
+// failing); ok otherwise. since is when the worker started trying (its
+// lease term), the reference when nothing has succeeded yet.
+func healthStatus(breaker gobreaker.State, failing, unavailable bool, lastSuccess, since, now time.Time, staleAfter time.Duration) string {
 	switch {
-	case breaker == gobreaker.StateOpen:
+	case breaker == gobreaker.StateOpen, failing && unavailable:
 		return HealthDown
 	case failing:
 		return HealthDegraded

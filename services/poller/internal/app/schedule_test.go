@@ -82,21 +82,23 @@ func TestHealthStatus(t *testing.T) {
 	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 	stale := 30 * time.Second
 	for _, tc := range []struct {
-		name    string
-		breaker gobreaker.State
-		failing bool
-		success time.Time
-		since   time.Time
-		want    string
+		name        string
+		breaker     gobreaker.State
+		failing     bool
+		unavailable bool
+		success     time.Time
+		since       time.Time
+		want        string
 	}{
-		{"breaker open is down", gobreaker.StateOpen, false, now, now, HealthDown},
-		{"last attempt failed", gobreaker.StateClosed, true, now.Add(-time.Second), now.Add(-time.Minute), HealthDegraded},
-		{"half-open and failing", gobreaker.StateHalfOpen, true, time.Time{}, now.Add(-time.Minute), HealthDegraded},
-		{"recent success", gobreaker.StateClosed, false, now.Add(-5 * time.Second), now.Add(-time.Hour), HealthOK},
-		{"no success for too long (429 storm)", gobreaker.StateClosed, false, now.Add(-time.Minute), now.Add(-time.Hour), HealthDegraded},
-		{"just took the lease", gobreaker.StateClosed, false, now.Add(-time.Hour), now.Add(-time.Second), HealthOK},
+		{"breaker open is down", gobreaker.StateOpen, false, false, now, now, HealthDown},
+		{"the provider answered 503", gobreaker.StateClosed, true, true, now.Add(-time.Second), now.Add(-time.Minute), HealthDown},
+		{"last attempt failed", gobreaker.StateClosed, true, false, now.Add(-time.Second), now.Add(-time.Minute), HealthDegraded},
+		{"half-open and failing", gobreaker.StateHalfOpen, true, false, time.Time{}, now.Add(-time.Minute), HealthDegraded},
+		{"recent success", gobreaker.StateClosed, false, false, now.Add(-5 * time.Second), now.Add(-time.Hour), HealthOK},
+		{"no success for too long (429 storm)", gobreaker.StateClosed, false, false, now.Add(-time.Minute), now.Add(-time.Hour), HealthDegraded},
+		{"just took the lease", gobreaker.StateClosed, false, false, now.Add(-time.Hour), now.Add(-time.Second), HealthOK},
 	} {
-		if got := healthStatus(tc.breaker, tc.failing, tc.success, tc.since, now, stale); got != tc.want {
+		if got := healthStatus(tc.breaker, tc.failing, tc.unavailable, tc.success, tc.since, now, stale); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -78,6 +78,7 @@ type healthState struct {
 	lastAttempt time.Time
 	lastError   string
 	failing     bool
+	unavailable bool // the latest failure was a 503
 	saved       store.Health
 	savedAt     time.Time
 }
@@ -288,6 +289,7 @@ func (w *worker) failed(now time.Time, err error, outcome string) {
 	w.notBefore = now.Add(retry.Backoff(w.failures, w.s.cfg.BackoffBase, w.s.cfg.BackoffMax))
 	w.failures++
 	w.health.failing = true
+	w.health.unavailable = outcome == "unavailable"
 	w.health.lastAttempt = now
 	w.health.lastError = errText(err)
 	lvl := w.log.Info
@@ -301,7 +303,7 @@ func (w *worker) failed(now time.Time, err error, outcome string) {
 // succeeded records a page fetched, published and recorded.
 func (w *worker) succeeded(now time.Time) {
 	w.health.lastSuccess, w.health.lastAttempt = now, now
-	w.health.failing, w.health.lastError = false, ""
+	w.health.failing, w.health.unavailable, w.health.lastError = false, false, ""
 	w.s.m.lastSuccess.WithLabelValues(w.name).Set(float64(now.UnixNano()) / 1e9)
 }
 
@@ -349,7 +351,9 @@ func (w *worker) stepLive(ctx context.Context) error {
 	}
 	next := w.feed.Later(w.live.cursor, page.Next)
 	if next != w.live.cursor {
-		if err := w.s.st.SaveCursor(ctx, w.name, w.s.cfg.Holder, string(StreamLive), next); err != nil {
+		pctx, cancel := persistCtx(ctx)
+		defer cancel()
+		if err := w.s.st.SaveCursor(pctx, w.name, w.s.cfg.Holder, string(StreamLive), next); err != nil {
 			return err
 		}
 		w.live.cursor = next
@@ -417,7 +421,9 @@ func (w *worker) stepRefresh(ctx context.Context) error {
 
 func (w *worker) finishRefresh(ctx context.Context, status, failure string) error {
 	r := w.refresh
-	n, err := w.s.st.FinishRefresh(ctx, w.s.cfg.Holder, r.job, r.started, status, r.pages, r.events, failure)
+	pctx, cancel := persistCtx(ctx)
+	defer cancel()
+	n, err := w.s.st.FinishRefresh(pctx, w.s.cfg.Holder, r.job, r.started, status, r.pages, r.events, failure)
 	if err != nil {
 		return err
 	}
@@ -461,7 +467,9 @@ func (w *worker) stepBackfill(ctx context.Context) error {
 		return err
 	}
 	cursor := w.feed.Later(b.job.Cursor, page.Next)
-	if err := w.s.st.BackfillPage(ctx, w.s.cfg.Holder, b.job, cursor, res.published); err != nil {
+	pctx, cancel := persistCtx(ctx)
+	defer cancel()
+	if err := w.s.st.BackfillPage(pctx, w.s.cfg.Holder, b.job, cursor, res.published); err != nil {
 		return err
 	}
 	w.succeeded(time.Now())
@@ -491,6 +499,14 @@ func (w *worker) finishBackfill(ctx context.Context, status, failure string) err
 	w.backfill = nil
 	w.nextQueueCheck = time.Time{}
 	return nil
+}
+
+// persistCtx is the context of a write that records work already done
+// (events acknowledged by Kafka): a stopping poller still records it, so a
+// clean stop does not make the next start re-read. The write stays fenced by
+// the lease, so a lost lease still refuses it.
+func persistCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 }
 
 func (w *worker) hook(stream Stream) error {
@@ -563,7 +579,7 @@ func (w *worker) saveHealth(ctx context.Context, now time.Time, force bool) {
 	state := w.breaker.State()
 	h := store.Health{
 		Provider: w.name,
-		Status: healthStatus(state, w.health.failing, w.health.lastSuccess, w.term.start, now,
+		Status: healthStatus(state, w.health.failing, w.health.unavailable, w.health.lastSuccess, w.term.start, now,
 			max(3*w.s.cfg.Interval, 30*time.Second)),
 		LastSuccessAt: w.health.lastSuccess,
 		LastAttemptAt: w.health.lastAttempt,

@@ -230,7 +230,8 @@ func (s *Store) NextRefresh(ctx context.Context, provider string) (*Refresh, err
 
 // StartRefresh marks every unfinished refresh of (provider, movie) running
 // and returns the database time it started: FinishRefresh closes the rows
-// requested up to then, which this one refresh serves.
+// started up to then, all of which this one refresh serves (repeats of one
+// movie collapse into one provider read).
 func (s *Store) StartRefresh(ctx context.Context, holder string, r *Refresh) (time.Time, error) {
 	var started time.Time
 	err := s.db.QueryRow(ctx, `
@@ -248,8 +249,8 @@ func (s *Store) StartRefresh(ctx context.Context, holder string, r *Refresh) (ti
 	return started, nil
 }
 
-// FinishRefresh closes the running refreshes of (provider, movie) requested
-// up to startedAt with status, counts and failure, fenced by the lease. It
+// FinishRefresh closes the running refreshes of (provider, movie) started up
+// to startedAt with status, counts and failure, fenced by the lease. It
 // returns how many requests the refresh served.
 func (s *Store) FinishRefresh(ctx context.Context, holder string, r *Refresh, startedAt time.Time, status string,
 	pages, events int, failure string) (int, error) {
