@@ -61,8 +61,15 @@ func buildSimulator(t *testing.T) string {
 // the test ends and returns its URL.
 func startSimulator(t *testing.T) string {
 	t.Helper()
+	url, _ := runSimulator(t, testenv.FreeAddr(t))
+	return url
+}
+
+// runSimulator runs the simulator binary on addr until stop is called or
+// the test ends.
+func runSimulator(t *testing.T, addr string) (url string, stop func()) {
+	t.Helper()
 	bin := buildSimulator(t)
-	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "SIMULATOR_ADDR="+addr, "SIMULATOR_TRICKLE_PER_S=0", "PROVIDER_API_KEY=sim-key",
 		"RECEIVER_URL=http://127.0.0.1:1", "LOG_LEVEL=warn")
@@ -85,23 +92,27 @@ func startSimulator(t *testing.T) string {
 			mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("--- simulator log ---\n%s", log.String())
-			mu.Unlock()
-		}
-	})
-	url := "http://" + addr
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			if t.Failed() {
+				mu.Lock()
+				t.Logf("--- simulator log ---\n%s", log.String())
+				mu.Unlock()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	url = "http://" + addr
 	testenv.Eventually(t, 30*time.Second, func() error {
 		res, err := http.Get(url + "/healthz")
 		if err != nil {
@@ -110,7 +121,7 @@ func startSimulator(t *testing.T) string {
 		res.Body.Close()
 		return nil
 	})
-	return url
+	return url, stop
 }
 
 func simPost(t *testing.T, url, path string, body any, out any) {
@@ -278,5 +289,62 @@ func TestAgainstTheSimulator(t *testing.T) {
 	}
 	if stats["cinescore"].Errors == 0 {
 		t.Error("cinescore injected no errors: the fault was not exercised")
+	}
+}
+
+// A reelpulse change token from before the provider's feed restarted is
+// answered 410 Gone: the poller reads the new feed from its beginning and
+// misses none of its changes.
+func TestReelpulseFeedRestartIsReadAgain(t *testing.T) {
+	st := testenv.New(t)
+	addr := testenv.FreeAddr(t)
+	sim, stop := runSimulator(t, addr)
+	add := func(n int, prefix string) map[string]bool {
+		want := map[string]bool{}
+		for i := range n {
+			data := provider.GenericData{ReviewID: fmt.Sprintf("%s%02d", prefix, i),
+				Movie: &provider.GenericMovie{ImdbID: "tt0133093", Title: "The Matrix"}, Body: "b"}
+			var res struct {
+				ID      string `json:"id"`
+				Version int64  `json:"version"`
+			}
+			simPost(t, sim, "/control/reviews", map[string]any{"provider": "reelpulse", "op": "upsert", "review": data}, &res)
+			want[fmt.Sprintf("%s:%d", res.ID, res.Version)] = true
+		}
+		return want
+	}
+	polled := func() map[string]int {
+		out := map[string]int{}
+		for _, r := range readRaw(t, st) {
+			ev, err := provider.Reelpulse{}.Normalize(r.env.Payload, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[fmt.Sprintf("%s:%d", ev.Review.ID, ev.Review.Version)]++
+		}
+		return out
+	}
+	before := add(7, "old")
+	cfg := Config{Holder: "rp", Interval: 200 * time.Millisecond, PageSize: 3, BackoffBase: 50 * time.Millisecond,
+		BackoffMax: 500 * time.Millisecond, HTTPTimeout: 2 * time.Second, LeaseTTL: 5 * time.Second,
+		Providers: []ProviderConfig{{Name: "reelpulse", BaseURL: sim, APIKey: "sim-key", Rate: 5}}}
+	r := start(t, st, cfg)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if m := missing(before, polled()); len(m) > 0 {
+			return fmt.Errorf("%d changes not polled yet", len(m))
+		}
+		return nil
+	})
+	stop()
+	sim, _ = runSimulator(t, addr) // a new feed, a new token epoch
+	after := add(5, "new")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if m := missing(after, polled()); len(m) > 0 {
+			return fmt.Errorf("%d changes of the restarted feed not polled yet", len(m))
+		}
+		return nil
+	})
+	if n := gauge(t, r.reg, "reviewpipe_poller_requests_total", map[string]string{"provider": "reelpulse", "stream": "live", "outcome": "gone"}); n < 1 {
+		t.Errorf("no request answered 410 Gone (%v): the restart was not exercised", n)
 	}
 }
