@@ -1,0 +1,236 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/reviewpipe/reviewpipe/bench/internal/stack"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/webhook"
+)
+
+// Config is one benchmark run's settings.
+type Config struct {
+	Brokers     []string
+	DatabaseURL string
+	BinDir      string
+	K           int           // reviews per delivery
+	Workers     int           // closed-loop senders (and Kafka ceiling writers)
+	Load        time.Duration // closed-loop (maximum) phase
+	Steady      time.Duration // open-loop phase
+	Rate        float64       // open-loop reviews/s; 0: 80% of the closed-loop rows/s
+	ReadRate    float64       // read API requests/s during the open-loop phase
+	Ceiling     time.Duration // each ceiling's duration
+	Drain       time.Duration // longest wait for the store to catch up
+	Log         func(format string, args ...any)
+}
+
+// Point is one sample of a time series: seconds since the phase start.
+type Point struct {
+	T float64 `json:"t"`
+	V float64 `json:"v"`
+}
+
+// Run is what one run measured. Metrics holds the scalar results under
+// stable names (medians are taken per name); the rest is detail.
+type Run struct {
+	Metrics     map[string]float64 `json:"metrics"`
+	MaxWebhooks Summary            `json:"max_phase_webhooks"`
+	Webhooks    Summary            `json:"steady_phase_webhooks"`
+	Reads       Summary            `json:"steady_phase_reads"`
+	Freshness   Freshness          `json:"steady_phase_freshness"`
+	Rows        []Point            `json:"max_phase_rows"`        // rows in the store over time
+	Latency     []Point            `json:"steady_phase_p99_ms"`   // webhook p99 per second
+	MaxLatency  []Point            `json:"max_phase_p99_ms"`      // webhook p99 per second
+	Errors      []string           `json:"errors,omitempty"`
+}
+
+// Do runs one benchmark on a fresh stack slice: a closed-loop phase (how
+// many reviews per second reach PostgreSQL), an open-loop phase at a lower
+// rate with a concurrent reader (latency, freshness, read p99), then the
+// Kafka and PostgreSQL ceilings with the services stopped.
+func Do(ctx context.Context, cfg Config) (*Run, error) {
+	logf := cfg.Log
+	sl, err := stack.New(ctx, cfg.Brokers, cfg.DatabaseURL)
+	defer func() {
+		if err := sl.Close(); err != nil {
+			logf("clean up the stack slice: %v", err)
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	key := []byte("bench-webhook-key-0123456789abcdef")
+	secret := webhook.FormatSecret(key)
+	secrets := []string{"WEBHOOK_SECRET_GENERIC=" + secret, "WEBHOOK_SECRET_CINESCORE=" + secret, "WEBHOOK_SECRET_REELPULSE=" + secret}
+	rcv, err := sl.Start(ctx, cfg.BinDir, "receiver", "RECEIVER_ADDR", secrets...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sl.Start(ctx, cfg.BinDir, "processor", "PROCESSOR_ADDR"); err != nil {
+		return nil, err
+	}
+	if _, err := sl.Start(ctx, cfg.BinDir, "sink", "SINK_ADDR"); err != nil {
+		return nil, err
+	}
+	api, err := sl.Start(ctx, cfg.BinDir, "api", "API_ADDR")
+	if err != nil {
+		return nil, err
+	}
+	listenCtx, stopListen := context.WithCancel(ctx)
+	defer stopListen()
+	vis, err := Listen(listenCtx, sl.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	client := NewClient(1024)
+	r := &Run{Metrics: map[string]float64{}}
+	m := r.Metrics
+
+	// Phase 1: closed loop, as fast as answers come.
+	logf("  max phase: %d senders, %d review(s) per delivery, %s", cfg.Workers, cfg.K, cfg.Load)
+	a := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "max", Client: client}
+	rows := sampleRows(ctx, sl, cfg.Load+time.Second)
+	start := time.Now()
+	samples := a.ClosedLoop(ctx, cfg.Workers, cfg.Load)
+	sendTime := time.Since(start)
+	r.Rows = <-rows
+	r.MaxWebhooks = Summarize(samples)
+	r.MaxLatency = perSecondP99(samples)
+	accepted := a.Accepted.Load()
+	m["max_accepted_reviews_per_s"] = float64(accepted) / sendTime.Seconds()
+	m["max_webhook_p99_ms"] = r.MaxWebhooks.P99
+	m["rows_per_s_sustained"] = slope(r.Rows, 1, cfg.Load.Seconds())
+	n, at, err := WaitRows(ctx, sl.DB, accepted, cfg.Drain)
+	if err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if n < accepted {
+		r.Errors = append(r.Errors, fmt.Sprintf("max phase: %d of %d accepted reviews in the store after %s", n, accepted, cfg.Drain))
+	}
+	m["rows_per_s_to_drained"] = float64(n) / at.Sub(start).Seconds()
+	m["drain_s"] = at.Sub(start).Seconds() - sendTime.Seconds()
+	logf("  max phase: %.0f reviews/s accepted, %.0f rows/s sustained into PostgreSQL, drained %.1fs after the last send",
+		m["max_accepted_reviews_per_s"], m["rows_per_s_sustained"], m["drain_s"])
+
+	// Phase 2: open loop below the maximum, with a reader.
+	rate := cfg.Rate
+	if rate <= 0 {
+		rate = 0.8 * min(m["rows_per_s_sustained"], m["max_accepted_reviews_per_s"])
+	}
+	m["steady_offered_reviews_per_s"] = rate
+	logf("  steady phase: %.0f reviews/s open loop (%.0f deliveries/s), reader at %.0f/s, %s", rate, rate/float64(cfg.K), cfg.ReadRate, cfg.Steady)
+	sent := &sync.Map{}
+	b := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "steady", Client: client, Sent: sent}
+	var reads []Sample
+	var wg sync.WaitGroup
+	wg.Go(func() { reads = Reader(ctx, client, api.URL(), cfg.ReadRate, cfg.Steady) })
+	samples = b.OpenLoop(ctx, rate/float64(cfg.K), cfg.Steady, 4096)
+	wg.Wait()
+	r.Webhooks, r.Reads = Summarize(samples), Summarize(reads)
+	r.Latency = perSecondP99(samples)
+	want := accepted + b.Accepted.Load()
+	if n, _, err = WaitRows(ctx, sl.DB, want, cfg.Drain); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if n < want {
+		r.Errors = append(r.Errors, fmt.Sprintf("steady phase: %d of %d accepted reviews in the store after %s", n, want, cfg.Drain))
+	}
+	// The last notifications may trail the count by a moment.
+	time.Sleep(200 * time.Millisecond)
+	r.Freshness = vis.Freshness(sent)
+	m["webhook_p50_ms"], m["webhook_p99_ms"], m["webhook_p999_ms"] = r.Webhooks.P50, r.Webhooks.P99, r.Webhooks.P999
+	m["webhook_ok_ratio"] = ratio(r.Webhooks.OK, r.Webhooks.Count)
+	m["freshness_p50_ms"], m["freshness_p99_ms"] = r.Freshness.P50, r.Freshness.P99
+	m["freshness_coverage"] = r.Freshness.Coverage
+	if p50, p99, err := StoredFreshness(ctx, sl.DB, "steady"); err == nil {
+		m["stored_freshness_p50_ms"], m["stored_freshness_p99_ms"] = p50, p99
+	}
+	m["read_p50_ms"], m["read_p99_ms"] = r.Reads.P50, r.Reads.P99
+	m["read_ok_ratio"] = ratio(r.Reads.OK, r.Reads.Count)
+	m["read_rate_per_s"] = float64(r.Reads.Count) / cfg.Steady.Seconds()
+	logf("  steady phase: webhook p99 %.1f ms, freshness p99 %.0f ms, read p99 %.1f ms", r.Webhooks.P99, r.Freshness.P99, r.Reads.P99)
+
+	// Ceilings, alone on the machine's share: the services are stopped.
+	stopListen()
+	sl.StopServices()
+	kc, err := KafkaCeiling(ctx, sl.Brokers, sl.Names.Topic(kafkax.TopicRaw), cfg.K, cfg.Workers, cfg.Ceiling)
+	if err != nil {
+		r.Errors = append(r.Errors, "kafka ceiling: "+err.Error())
+	}
+	pc, err := PostgresCeiling(ctx, sl.DB, 1000, 2, cfg.Ceiling)
+	if err != nil {
+		r.Errors = append(r.Errors, "postgres ceiling: "+err.Error())
+	}
+	m["kafka_ceiling_records_per_s"], m["postgres_ceiling_rows_per_s"] = kc, pc
+	if kc > 0 {
+		m["ratio_to_kafka_ceiling"] = m["rows_per_s_sustained"] / kc
+	}
+	if pc > 0 {
+		m["ratio_to_postgres_ceiling"] = m["rows_per_s_sustained"] / pc
+	}
+	logf("  ceilings: bare producer %.0f records/s, bare upserts %.0f rows/s", kc, pc)
+	return r, nil
+}
+
+// sampleRows reads the row count every 250ms for d and sends the series.
+func sampleRows(ctx context.Context, sl *stack.Slice, d time.Duration) <-chan []Point {
+	out := make(chan []Point, 1)
+	go func() {
+		var ps []Point
+		start := time.Now()
+		for time.Since(start) < d && ctx.Err() == nil {
+			if n, err := CountRows(ctx, sl.DB); err == nil {
+				ps = append(ps, Point{T: time.Since(start).Seconds(), V: float64(n)})
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		out <- ps
+	}()
+	return out
+}
+
+// slope is the rows per second between the first point at or after from
+// and the last point at or before to.
+func slope(ps []Point, from, to float64) float64 {
+	var a, b *Point
+	for i := range ps {
+		if a == nil && ps[i].T >= from {
+			a = &ps[i]
+		}
+		if ps[i].T <= to {
+			b = &ps[i]
+		}
+	}
+	if a == nil || b == nil || b.T <= a.T {
+		return 0
+	}
+	return (b.V - a.V) / (b.T - a.T)
+}
+
+// perSecondP99 is the p99 latency of the samples started in each second.
+func perSecondP99(ss []Sample) []Point {
+	by := map[int][]Sample{}
+	last := 0
+	for _, s := range ss {
+		sec := int(s.At / time.Second)
+		by[sec] = append(by[sec], s)
+		last = max(last, sec)
+	}
+	var out []Point
+	for sec := 0; sec <= last; sec++ {
+		if len(by[sec]) > 0 {
+			out = append(out, Point{T: float64(sec), V: Summarize(by[sec]).P99})
+		}
+	}
+	return out
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}

@@ -1,0 +1,228 @@
+// Package stack gives one benchmark run its own slice of a running Kafka and
+// PostgreSQL (a topic namespace with every topic, a fresh migrated database)
+// and runs the built services of bin/ on it as processes, as the end-to-end
+// tests do. Close stops the processes and removes the topics and database.
+package stack
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/pgstore"
+)
+
+// Slice is one run's topics, database and service processes. Not safe for
+// concurrent use.
+type Slice struct {
+	Brokers     []string
+	Names       kafkax.Names
+	BaseURL     string // the server's DATABASE_URL
+	DatabaseURL string // this slice's database
+	DB          *pgxpool.Pool
+	dbName      string
+	procs       []*Proc
+}
+
+// New creates a namespace "b<random>." with every topic of kafkax.Specs and
+// a migrated database of the same name on baseURL's server. The caller
+// calls Close, also when New fails halfway (it is safe on a partial slice).
+func New(ctx context.Context, brokers []string, baseURL string) (*Slice, error) {
+	id := randomID()
+	s := &Slice{Brokers: brokers, Names: kafkax.Names{Namespace: "b" + id + "."}, BaseURL: baseURL}
+	if err := kafkax.EnsureTopics(ctx, brokers, s.Names, kafkax.Specs(kafkax.DefaultPartitions), 1); err != nil {
+		return s, fmt.Errorf("create topics: %w", err)
+	}
+	admin, err := pgx.Connect(ctx, baseURL)
+	if err != nil {
+		return s, fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	defer admin.Close(context.Background())
+	name := "bench_" + id
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return s, fmt.Errorf("create database: %w", err)
+	}
+	s.dbName = name
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return s, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	u.Path = "/" + name
+	s.DatabaseURL = u.String()
+	if s.DB, err = pgstore.Open(ctx, s.DatabaseURL, 8); err != nil {
+		return s, err
+	}
+	if _, err := pgstore.Migrate(ctx, s.DB); err != nil {
+		return s, fmt.Errorf("migrate: %w", err)
+	}
+	return s, nil
+}
+
+// Env is what a service needs to run on this slice.
+func (s *Slice) Env() []string {
+	return []string{
+		"KAFKA_BROKERS=" + strings.Join(s.Brokers, ","),
+		"DATABASE_URL=" + s.DatabaseURL,
+		"TOPIC_NAMESPACE=" + s.Names.Namespace,
+	}
+}
+
+// Proc is one service process.
+type Proc struct {
+	Name string
+	Addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	tail []string // last lines of its output, for errors
+}
+
+// Start runs binDir/name on a free 127.0.0.1 port given in addrVar, with
+// the slice's environment plus extra, and waits up to 60s for /readyz.
+func (s *Slice) Start(ctx context.Context, binDir, name, addrVar string, extra ...string) (*Proc, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &Proc{Name: name, Addr: addr, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, name))
+	p.cmd.Env = append(append(append(os.Environ(), s.Env()...), addrVar+"="+addr, "LOG_LEVEL=warn"), extra...)
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p.cmd.Stderr = p.cmd.Stdout
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s.procs = append(s.procs, p)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.tail = append(p.tail, sc.Text())
+			if len(p.tail) > 20 {
+				p.tail = p.tail[1:]
+			}
+			p.mu.Unlock()
+		}
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("%s exited at start: %s", name, p.Tail())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		default:
+		}
+		res, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s not ready within 60s: %v %s", name, err, p.Tail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// URL is the process's base URL.
+func (p *Proc) URL() string { return "http://" + p.Addr }
+
+// Tail returns the last lines the process wrote.
+func (p *Proc) Tail() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.tail, "\n")
+}
+
+// Stop sends SIGTERM and waits up to 15s, then kills.
+func (p *Proc) Stop() {
+	if p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// StopServices stops every process started on the slice, in reverse order.
+func (s *Slice) StopServices() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		s.procs[i].Stop()
+	}
+	s.procs = nil
+}
+
+// Close stops the services and removes the database and topics.
+func (s *Slice) Close() error {
+	s.StopServices()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var errs []error
+	if s.DB != nil {
+		s.DB.Close()
+	}
+	if s.dbName != "" {
+		if c, err := pgx.Connect(ctx, s.BaseURL); err != nil {
+			errs = append(errs, err)
+		} else {
+			if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{s.dbName}.Sanitize()+" WITH (FORCE)"); err != nil {
+				errs = append(errs, fmt.Errorf("drop database: %w", err))
+			}
+			c.Close(context.Background())
+		}
+	}
+	if err := kafkax.DeleteTopics(ctx, s.Brokers, s.Names, kafkax.Specs(kafkax.DefaultPartitions)); err != nil {
+		errs = append(errs, fmt.Errorf("delete topics: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
