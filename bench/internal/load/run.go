@@ -41,9 +41,9 @@ type Run struct {
 	Webhooks    Summary            `json:"steady_phase_webhooks"`
 	Reads       Summary            `json:"steady_phase_reads"`
 	Freshness   Freshness          `json:"steady_phase_freshness"`
-	Rows        []Point            `json:"max_phase_rows"`        // rows in the store over time
-	Latency     []Point            `json:"steady_phase_p99_ms"`   // webhook p99 per second
-	MaxLatency  []Point            `json:"max_phase_p99_ms"`      // webhook p99 per second
+	Rows        []Point            `json:"max_phase_rows"`      // rows in the store over time
+	Latency     []Point            `json:"steady_phase_p99_ms"` // webhook p99 per second
+	MaxLatency  []Point            `json:"max_phase_p99_ms"`    // webhook p99 per second
 	Errors      []string           `json:"errors,omitempty"`
 }
 
