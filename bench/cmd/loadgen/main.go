@@ -161,6 +161,8 @@ func run() error {
 	fmt.Printf("\nwritten: %s (%.0fs)\n", path, rep.Seconds)
 	if err := drawCharts(rep, strings.TrimSuffix(path, ".json")); err != nil {
 		logf("charts: %v", err)
+	} else {
+		fmt.Printf("charts: %s-rows.png, %s-webhook-p99.png\n", strings.TrimSuffix(path, ".json"), strings.TrimSuffix(path, ".json"))
 	}
 	return ctx.Err()
 }
@@ -202,6 +204,7 @@ var rows = []struct{ key, label, format, target string }{
 	{"stored_freshness_p99_ms", "accepted_at -> committed_at p99 (ms)", "%.0f", ""},
 	{"read_rate_per_s", "read API rate during ingest (req/s)", "%.0f", ""},
 	{"read_p99_ms", "read API p99 during ingest (ms)", "%.1f", "<= 15 at 1000/s"},
+	{"reconcile_records_per_s", "reconcile, whole raw log (records/s)", "%.0f", ""},
 	{"kafka_ceiling_records_per_s", "ceiling: bare kafka-go producer (records/s)", "%.0f", ""},
 	{"postgres_ceiling_rows_per_s", "ceiling: bare PostgreSQL upserts (rows/s)", "%.0f", ""},
 	{"ratio_to_kafka_ceiling", "pipeline / Kafka ceiling", "%.2f", ""},

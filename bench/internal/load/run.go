@@ -3,6 +3,9 @@ package load
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -153,6 +156,15 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	m["read_rate_per_s"] = float64(r.Reads.Count) / cfg.Steady.Seconds()
 	logf("  steady phase: webhook p99 %.1f ms, freshness p99 %.0f ms, read p99 %.1f ms", r.Webhooks.P99, r.Freshness.P99, r.Reads.P99)
 
+	// Reconcile speed: the whole raw log folded and compared with the store.
+	if secs, err := reconcile(ctx, sl, cfg.BinDir); err != nil {
+		r.Errors = append(r.Errors, "reconcile: "+err.Error())
+	} else {
+		m["reconcile_s"] = secs
+		m["reconcile_records_per_s"] = float64(want) / secs
+		logf("  reconcile: %d records in %.1fs, in sync", want, secs)
+	}
+
 	// Ceilings, alone on the machine's share: the services are stopped.
 	stopListen()
 	sl.StopServices()
@@ -173,6 +185,28 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	}
 	logf("  ceilings: bare producer %.0f records/s, bare upserts %.0f rows/s", kc, pc)
 	return r, nil
+}
+
+// reconcile runs bin/reviewctl reconcile (a dry run) on the slice and
+// returns how long it took; drift (exit 1) is an error.
+func reconcile(ctx context.Context, sl *stack.Slice, binDir string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "reviewctl"), "reconcile", "--json")
+	cmd.Env = append(os.Environ(), sl.Env()...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("%v: %s", err, tail(out, 400))
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 // sampleRows reads the row count every 250ms for d and sends the series.
