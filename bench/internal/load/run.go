@@ -99,17 +99,17 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	start := time.Now()
 	samples := a.ClosedLoop(ctx, cfg.Workers, cfg.Load)
 	sendTime := time.Since(start)
-	r.Rows = <-rows
-	r.MaxWebhooks = Summarize(samples)
-	r.MaxLatency = perSecondP99(samples)
 	accepted := a.Accepted.Load()
-	m["max_accepted_reviews_per_s"] = float64(accepted) / sendTime.Seconds()
-	m["max_webhook_p99_ms"] = r.MaxWebhooks.P99
-	m["rows_per_s_sustained"] = slope(r.Rows, 1, cfg.Load.Seconds())
 	n, at, err := WaitRows(ctx, sl.DB, accepted, cfg.Drain)
 	if err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
+	r.Rows = <-rows
+	r.MaxWebhooks = Summarize(samples)
+	r.MaxLatency = perSecondP99(samples)
+	m["max_accepted_reviews_per_s"] = float64(accepted) / sendTime.Seconds()
+	m["max_webhook_p99_ms"] = r.MaxWebhooks.P99
+	m["rows_per_s_sustained"] = slope(r.Rows, 1, cfg.Load.Seconds())
 	if n < accepted {
 		r.Errors = append(r.Errors, fmt.Sprintf("max phase: %d of %d accepted reviews in the store after %s", n, accepted, cfg.Drain))
 	}
