@@ -63,10 +63,11 @@ func run() error {
 	scenarios := fs.String("scenarios", "single,batch10", "comma-separated: single (1 review per delivery), batch10 (10 per delivery), or batchN")
 	runs := fs.Int("runs", 3, "runs per scenario (medians are reported)")
 	loadDur := fs.Duration("load", 6*time.Second, "closed-loop (maximum) phase per run")
-	steady := fs.Duration("steady", 6*time.Second, "open-loop phase per run")
+	steady := fs.Duration("steady", 5*time.Second, "each open-loop phase per run (steady, read)")
 	rate := fs.Float64("rate", 0, "open-loop reviews/s (0: 80% of the run's maximum)")
 	workers := fs.Int("workers", 0, "closed-loop senders (0: 64 for single, 16 for batches)")
-	readRate := fs.Float64("read-rate", 1000, "read API requests/s during the open-loop phase")
+	readRate := fs.Float64("read-rate", 1000, "read API requests/s in the read phase")
+	readIngest := fs.Float64("read-ingest", 0.5, "webhook rate in the read phase, a fraction of the run's maximum")
 	ceiling := fs.Duration("ceiling", 2*time.Second, "duration of each ceiling measurement")
 	drain := fs.Duration("drain", 60*time.Second, "longest wait for the store to catch up after a phase")
 	budget := fs.Duration("budget", 5*time.Minute, "stop starting runs when the next one would end past this")
@@ -108,7 +109,7 @@ func run() error {
 		Started: started.UTC(),
 		Host:    map[string]string{"hostname": host, "cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(), "os": runtime.GOOS + "/" + runtime.GOARCH},
 		Settings: map[string]string{"runs": strconv.Itoa(*runs), "load": loadDur.String(), "steady": steady.String(),
-			"rate": fmt.Sprint(*rate), "read_rate": fmt.Sprint(*readRate), "ceiling": ceiling.String(), "kafka_brokers": brokers},
+			"rate": fmt.Sprint(*rate), "read_rate": fmt.Sprint(*readRate), "read_ingest": fmt.Sprint(*readIngest), "ceiling": ceiling.String(), "kafka_brokers": brokers},
 	}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%5.1fs] "+format+"\n", append([]any{time.Since(started).Seconds()}, args...)...)
@@ -131,7 +132,7 @@ func run() error {
 			r, err := load.Do(ctx, load.Config{
 				Brokers: strings.Split(brokers, ","), DatabaseURL: dbURL, BinDir: *binDir,
 				K: sc.K, Workers: sc.Workers, Load: *loadDur, Steady: *steady, Rate: *rate,
-				ReadRate: *readRate, Ceiling: *ceiling, Drain: *drain, Log: logf,
+				ReadRate: *readRate, ReadIngest: *readIngest, Ceiling: *ceiling, Drain: *drain, Log: logf,
 			})
 			perRun = max(perRun, time.Since(t0))
 			if err != nil {
@@ -195,6 +196,13 @@ var rows = []struct{ key, label, format, target string }{
 	{"rows_per_s_sustained", "rows committed into PostgreSQL, sustained (rows/s)", "%.0f", ">= 5000 single, >= 20000 batch10"},
 	{"drain_s", "store caught up after the last send (s)", "%.1f", ""},
 	{"max_webhook_p99_ms", "webhook p99 at max (ms)", "%.1f", ""},
+	{"max_cpu_cores_machine", "CPU cores busy at max: whole machine", "%.2f", "of 2"},
+	{"max_cpu_cores_loadgen", "  loadgen", "%.2f", ""},
+	{"max_cpu_cores_receiver", "  receiver", "%.2f", ""},
+	{"max_cpu_cores_processor", "  processor", "%.2f", ""},
+	{"max_cpu_cores_sink", "  sink", "%.2f", ""},
+	{"max_cpu_cores_api", "  api", "%.2f", ""},
+	{"max_cpu_cores_others", "  Kafka, PostgreSQL and the rest", "%.2f", ""},
 	{"steady_offered_reviews_per_s", "open-loop rate (reviews/s, 80% of max)", "%.0f", ""},
 	{"webhook_p50_ms", "webhook p50 (ms)", "%.1f", ""},
 	{"webhook_p99_ms", "webhook p99 (ms)", "%.1f", "<= 20"},
@@ -203,6 +211,8 @@ var rows = []struct{ key, label, format, target string }{
 	{"freshness_p99_ms", "freshness sent -> visible p99 (ms)", "%.0f", "<= 250"},
 	{"stored_freshness_p99_ms", "accepted_at -> committed_at p99 (ms)", "%.0f", ""},
 	{"read_rate_per_s", "read API rate during ingest (req/s)", "%.0f", ""},
+	{"read_phase_ingest_reviews_per_s", "  ingest meanwhile (reviews/s, 50% of max)", "%.0f", ""},
+	{"read_phase_webhook_p99_ms", "  webhook p99 meanwhile (ms)", "%.1f", ""},
 	{"read_p99_ms", "read API p99 during ingest (ms)", "%.1f", "<= 15 at 1000/s"},
 	{"reconcile_records_per_s", "reconcile, whole raw log (records/s)", "%.0f", ""},
 	{"kafka_ceiling_records_per_s", "ceiling: bare kafka-go producer (records/s)", "%.0f", ""},

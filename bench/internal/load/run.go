@@ -24,7 +24,8 @@ type Config struct {
 	Load        time.Duration // closed-loop (maximum) phase
 	Steady      time.Duration // open-loop phase
 	Rate        float64       // open-loop reviews/s; 0: 80% of the closed-loop rows/s
-	ReadRate    float64       // read API requests/s during the open-loop phase
+	ReadRate    float64       // read API requests/s in the read phase
+	ReadIngest  float64       // webhook rate in the read phase, a fraction of the maximum
 	Ceiling     time.Duration // each ceiling's duration
 	Drain       time.Duration // longest wait for the store to catch up
 	Log         func(format string, args ...any)
@@ -51,8 +52,10 @@ type Run struct {
 }
 
 // Do runs one benchmark on a fresh stack slice: a closed-loop phase (how
-// many reviews per second reach PostgreSQL), an open-loop phase at a lower
-// rate with a concurrent reader (latency, freshness, read p99), then the
+// many reviews per second reach PostgreSQL, and the CPU each process used),
+// an open-loop phase at 80% of that (webhook latency, freshness), an
+// open-loop read phase (a reader at ReadRate while webhooks come at
+// ReadIngest of the maximum), a reconcile of the whole raw log, then the
 // Kafka and PostgreSQL ceilings with the services stopped.
 func Do(ctx context.Context, cfg Config) (*Run, error) {
 	logf := cfg.Log
@@ -96,6 +99,7 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	logf("  max phase: %d senders, %d review(s) per delivery, %s", cfg.Workers, cfg.K, cfg.Load)
 	a := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "max", Client: client}
 	rows := sampleRows(ctx, sl, cfg.Load+time.Second)
+	cpu0, busy0 := sl.CPUSeconds(), machineBusy()
 	start := time.Now()
 	samples := a.ClosedLoop(ctx, cfg.Workers, cfg.Load)
 	sendTime := time.Since(start)
@@ -103,6 +107,18 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	n, at, err := WaitRows(ctx, sl.DB, accepted, cfg.Drain)
 	if err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	elapsed := at.Sub(start).Seconds()
+	for name, v := range sl.CPUSeconds() {
+		m["max_cpu_cores_"+name] = (v - cpu0[name]) / elapsed
+	}
+	if busy0 >= 0 {
+		m["max_cpu_cores_machine"] = (machineBusy() - busy0) / elapsed
+		// Kafka, PostgreSQL and whatever else shares the machine.
+		m["max_cpu_cores_others"] = m["max_cpu_cores_machine"]
+		for name := range cpu0 {
+			m["max_cpu_cores_others"] -= m["max_cpu_cores_"+name]
+		}
 	}
 	r.Rows = <-rows
 	r.MaxWebhooks = Summarize(samples)
@@ -113,28 +129,27 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	if n < accepted {
 		r.Errors = append(r.Errors, fmt.Sprintf("max phase: %d of %d accepted reviews in the store after %s", n, accepted, cfg.Drain))
 	}
-	m["rows_per_s_to_drained"] = float64(n) / at.Sub(start).Seconds()
-	m["drain_s"] = at.Sub(start).Seconds() - sendTime.Seconds()
-	logf("  max phase: %.0f reviews/s accepted, %.0f rows/s sustained into PostgreSQL, drained %.1fs after the last send",
-		m["max_accepted_reviews_per_s"], m["rows_per_s_sustained"], m["drain_s"])
+	m["rows_per_s_to_drained"] = float64(n) / elapsed
+	m["drain_s"] = elapsed - sendTime.Seconds()
+	logf("  max phase: %.0f reviews/s accepted, %.0f rows/s sustained into PostgreSQL, drained %.1fs after the last send; CPU cores: machine %.2f, loadgen %.2f, receiver %.2f, processor %.2f, sink %.2f",
+		m["max_accepted_reviews_per_s"], m["rows_per_s_sustained"], m["drain_s"], m["max_cpu_cores_machine"],
+		m["max_cpu_cores_loadgen"], m["max_cpu_cores_receiver"], m["max_cpu_cores_processor"], m["max_cpu_cores_sink"])
+	maxRate := min(m["rows_per_s_sustained"], m["max_accepted_reviews_per_s"])
+	want := accepted
 
-	// Phase 2: open loop below the maximum, with a reader.
+	// Phase 2: open loop at 80% of the maximum: webhook latency, freshness.
 	rate := cfg.Rate
 	if rate <= 0 {
-		rate = 0.8 * min(m["rows_per_s_sustained"], m["max_accepted_reviews_per_s"])
+		rate = 0.8 * maxRate
 	}
 	m["steady_offered_reviews_per_s"] = rate
-	logf("  steady phase: %.0f reviews/s open loop (%.0f deliveries/s), reader at %.0f/s, %s", rate, rate/float64(cfg.K), cfg.ReadRate, cfg.Steady)
+	logf("  steady phase: %.0f reviews/s open loop (%.0f deliveries/s), %s", rate, rate/float64(cfg.K), cfg.Steady)
 	sent := &sync.Map{}
 	b := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "steady", Client: client, Sent: sent}
-	var reads []Sample
-	var wg sync.WaitGroup
-	wg.Go(func() { reads = Reader(ctx, client, api.URL(), cfg.ReadRate, cfg.Steady) })
 	samples = b.OpenLoop(ctx, rate/float64(cfg.K), cfg.Steady, 4096)
-	wg.Wait()
-	r.Webhooks, r.Reads = Summarize(samples), Summarize(reads)
+	r.Webhooks = Summarize(samples)
 	r.Latency = perSecondP99(samples)
-	want := accepted + b.Accepted.Load()
+	want += b.Accepted.Load()
 	if n, _, err = WaitRows(ctx, sl.DB, want, cfg.Drain); err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
@@ -151,10 +166,31 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	if p50, p99, err := StoredFreshness(ctx, sl.DB, "steady"); err == nil {
 		m["stored_freshness_p50_ms"], m["stored_freshness_p99_ms"] = p50, p99
 	}
+	logf("  steady phase: webhook p50 %.1f ms, p99 %.1f ms, freshness p99 %.0f ms", r.Webhooks.P50, r.Webhooks.P99, r.Freshness.P99)
+
+	// Phase 3: a reader at a fixed rate while webhooks keep coming.
+	ingest := cfg.ReadIngest * maxRate
+	m["read_phase_ingest_reviews_per_s"] = ingest
+	logf("  read phase: reader at %.0f/s, ingest %.0f reviews/s open loop, %s", cfg.ReadRate, ingest, cfg.Steady)
+	c := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "read", Client: client}
+	var reads []Sample
+	var wg sync.WaitGroup
+	wg.Go(func() { reads = Reader(ctx, client, api.URL(), cfg.ReadRate, cfg.Steady) })
+	rs := c.OpenLoop(ctx, ingest/float64(cfg.K), cfg.Steady, 4096)
+	wg.Wait()
+	want += c.Accepted.Load()
+	r.Reads = Summarize(reads)
 	m["read_p50_ms"], m["read_p99_ms"] = r.Reads.P50, r.Reads.P99
 	m["read_ok_ratio"] = ratio(r.Reads.OK, r.Reads.Count)
 	m["read_rate_per_s"] = float64(r.Reads.Count) / cfg.Steady.Seconds()
-	logf("  steady phase: webhook p99 %.1f ms, freshness p99 %.0f ms, read p99 %.1f ms", r.Webhooks.P99, r.Freshness.P99, r.Reads.P99)
+	m["read_phase_webhook_p99_ms"] = Summarize(rs).P99
+	if n, _, err = WaitRows(ctx, sl.DB, want, cfg.Drain); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if n < want {
+		r.Errors = append(r.Errors, fmt.Sprintf("read phase: %d of %d accepted reviews in the store after %s", n, want, cfg.Drain))
+	}
+	logf("  read phase: read p50 %.1f ms, p99 %.1f ms (%.0f%% 200)", r.Reads.P50, r.Reads.P99, 100*m["read_ok_ratio"])
 
 	// Reconcile speed: the whole raw log folded and compared with the store.
 	if secs, err := reconcile(ctx, sl, cfg.BinDir); err != nil {
@@ -185,6 +221,15 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	}
 	logf("  ceilings: bare producer %.0f records/s, bare upserts %.0f rows/s", kc, pc)
 	return r, nil
+}
+
+// machineBusy is the machine's busy CPU seconds, or -1 when unknown.
+func machineBusy() float64 {
+	v, ok := stack.MachineBusySeconds()
+	if !ok {
+		return -1
+	}
+	return v
 }
 
 // reconcile runs bin/reviewctl reconcile (a dry run) on the slice and

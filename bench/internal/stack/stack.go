@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,4 +226,70 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// CPUSeconds returns the CPU time (user + system) each running service has
+// used so far, read from /proc (Linux); services it cannot read are left out.
+func (s *Slice) CPUSeconds() map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range s.procs {
+		if p.cmd.Process == nil {
+			continue
+		}
+		if v, ok := procCPU("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat"); ok {
+			out[p.Name] = v
+		}
+	}
+	if v, ok := procCPU("/proc/self/stat"); ok {
+		out["loadgen"] = v
+	}
+	return out
+}
+
+// MachineBusySeconds is the CPU time all processes of the machine have used
+// (every core, /proc/stat: all but idle and iowait).
+func MachineBusySeconds() (float64, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, false
+	}
+	var busy float64
+	for i, x := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest times are already in user
+			break
+		}
+		v, _ := strconv.ParseFloat(x, 64)
+		busy += v
+	}
+	return busy / clockTicks, true
+}
+
+// clockTicks is USER_HZ, 100 on every Linux the project runs on.
+const clockTicks = 100
+
+func procCPU(path string) (float64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks, true
 }
