@@ -168,7 +168,13 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	}
 	logf("  steady phase: webhook p50 %.1f ms, p99 %.1f ms, freshness p99 %.0f ms", r.Webhooks.P50, r.Webhooks.P99, r.Freshness.P99)
 
-	// Phase 3: a reader at a fixed rate while webhooks keep coming.
+	// Phase 3a: the reader alone, for reference (what ingest costs reads).
+	logf("  idle read phase: reader at %.0f/s, no ingest, %s", cfg.ReadRate, cfg.Steady)
+	idle := Summarize(Reader(ctx, client, api.URL(), cfg.ReadRate, cfg.Steady))
+	m["idle_read_p50_ms"], m["idle_read_p99_ms"] = idle.P50, idle.P99
+	logf("  idle read phase: read p50 %.1f ms, p99 %.1f ms", idle.P50, idle.P99)
+
+	// Phase 3b: a reader at a fixed rate while webhooks keep coming.
 	ingest := cfg.ReadIngest * maxRate
 	m["read_phase_ingest_reviews_per_s"] = ingest
 	logf("  read phase: reader at %.0f/s, ingest %.0f reviews/s open loop, %s", cfg.ReadRate, ingest, cfg.Steady)
