@@ -46,17 +46,17 @@ func TestThinPath(t *testing.T) {
 		"body":"Can't refuse it.","rating":{"value":9,"scale":10},"language":"en","url":"https://example.com/` + id + `"}}`
 
 	// A wrongly signed delivery first: 401, and nothing of it may surface.
-	if code := postWebhook(t, receiver.url(), "generic", "bad-"+id, body, []byte("wrong key")); code != http.StatusUnauthorized {
+	if code := postWebhook(t, receiver.URL(), "generic", "bad-"+id, body, []byte("wrong key")); code != http.StatusUnauthorized {
 		t.Fatalf("wrongly signed webhook answered %d, want 401", code)
 	}
 	sent := time.Now()
-	if code := postWebhook(t, receiver.url(), "generic", "ok-"+id, body, testSecret); code/100 != 2 {
+	if code := postWebhook(t, receiver.URL(), "generic", "ok-"+id, body, testSecret); code/100 != 2 {
 		t.Fatalf("signed webhook answered %d, want 2xx", code)
 	}
 
 	var rv map[string]any
 	testenv.Eventually(t, 10*time.Second, func() error {
-		code, err := getJSON(api.url()+"/v1/reviews/generic:"+id, &rv)
+		code, err := getJSON(api.URL()+"/v1/reviews/generic:"+id, &rv)
 		if err != nil {
 			return err
 		}
@@ -86,7 +86,7 @@ func TestThinPath(t *testing.T) {
 		MovieID string           `json:"movie_id"`
 		Reviews []map[string]any `json:"reviews"`
 	}
-	if code, err := getJSON(api.url()+"/v1/movies/"+movie+"/reviews", &list); err != nil || code != http.StatusOK {
+	if code, err := getJSON(api.URL()+"/v1/movies/"+movie+"/reviews", &list); err != nil || code != http.StatusOK {
 		t.Fatalf("GET movie reviews: %d %v", code, err)
 	}
 	if list.MovieID != movie || len(list.Reviews) != 1 || list.Reviews[0]["id"] != "generic:"+id {
@@ -95,16 +95,16 @@ func TestThinPath(t *testing.T) {
 	// The older version, delivered late, changes nothing.
 	old := `{"type":"review.upserted","data":{"review_id":"` + id + `","version":1,"updated_at":"2026-11-19T10:00:00Z",
 		"movie":{"imdb_id":"` + movie + `","title":"The Godfather"},"title":"stale"}}`
-	if code := postWebhook(t, receiver.url(), "generic", "old-"+id, old, testSecret); code/100 != 2 {
+	if code := postWebhook(t, receiver.URL(), "generic", "old-"+id, old, testSecret); code/100 != 2 {
 		t.Fatalf("old version answered %d", code)
 	}
 	// A delete at a higher version removes it.
 	del := `{"type":"review.deleted","data":{"review_id":"` + id + `","version":3,"updated_at":"2026-11-21T10:00:00Z"}}`
-	if code := postWebhook(t, receiver.url(), "generic", "del-"+id, del, testSecret); code/100 != 2 {
+	if code := postWebhook(t, receiver.URL(), "generic", "del-"+id, del, testSecret); code/100 != 2 {
 		t.Fatalf("delete answered %d", code)
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
-		code, err := getJSON(api.url()+"/v1/reviews/generic:"+id, nil)
+		code, err := getJSON(api.URL()+"/v1/reviews/generic:"+id, nil)
 		if err != nil {
 			return err
 		}

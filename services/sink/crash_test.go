@@ -5,12 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,59 +18,18 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 )
 
-// buildSink compiles this command into a temporary directory.
-func buildSink(t *testing.T) string {
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveBinaries()
+	os.Exit(code)
+}
+
+// startSink runs the sink binary against st without waiting for it: the
+// crash test kills it at chosen moments (testenv.Proc.Kill is SIGKILL).
+func startSink(t *testing.T, bin string, st *testenv.Stack, extra ...string) *testenv.Proc {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sink")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-type proc struct {
-	cmd *exec.Cmd
-	log *strings.Builder
-	mu  *sync.Mutex
-}
-
-func startSink(t *testing.T, bin string, st *testenv.Stack, extra ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(bin), log: &strings.Builder{}, mu: &sync.Mutex{}}
-	p.cmd.Env = append(append(append(os.Environ(), st.Env()...), "SINK_ADDR="+testenv.FreeAddr(t), "LOG_LEVEL=info"), extra...)
-	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("--- sink log ---\n%s", p.log.String())
-			p.mu.Unlock()
-		}
-	})
-	return p
-}
-
-type lockedWriter struct{ p *proc }
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	return w.p.log.Write(b)
-}
-
-func (p *proc) kill9(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.cmd.Wait()
+	env := append(append([]string{}, st.Env()...), "SINK_ADDR="+testenv.FreeAddr(t), "LOG_LEVEL=info")
+	return testenv.Spawn(t, "sink", bin, append(env, extra...)...)
 }
 
 // consumed is the sum of the next offsets the store holds.
@@ -92,7 +47,7 @@ func consumed(t *testing.T, st *testenv.Stack) int64 {
 // trigger logs every row write, in the same transaction).
 func TestKill9MidBatchLosesNothingAndAppliesNothingTwice(t *testing.T) {
 	st := testenv.New(t)
-	bin := buildSink(t)
+	bin := testenv.Binary(t, "sink")
 	ctx := context.Background()
 	logged := true
 	if _, err := st.DB.Exec(ctx, `
@@ -175,7 +130,7 @@ func TestKill9MidBatchLosesNothingAndAppliesNothingTwice(t *testing.T) {
 			}
 			return nil
 		})
-		p.kill9(t)
+		p.Kill()
 		t.Logf("killed the sink with %d of %d records consumed", consumed(t, st), total)
 		p = startSink(t, bin, st, env...)
 	}

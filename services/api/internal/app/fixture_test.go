@@ -4,16 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -142,96 +137,17 @@ func decode[T any](t *testing.T, b []byte) T {
 	return v
 }
 
-var (
-	sinkOnce sync.Once
-	sinkDir  string
-	sinkBin  string
-	sinkErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sinkDir != "" {
-		_ = os.RemoveAll(sinkDir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
-}
-
-// buildSink compiles the real sink (services/sink) once per test binary.
-func buildSink(t *testing.T) string {
-	t.Helper()
-	sinkOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "reviewpipe-api-test-")
-		if err != nil {
-			sinkErr = err
-			return
-		}
-		sinkDir, sinkBin = dir, filepath.Join(dir, "sink")
-		out, err := exec.Command("go", "build", "-o", sinkBin, "github.com/reviewpipe/reviewpipe/services/sink").CombinedOutput()
-		if err != nil {
-			sinkErr = fmt.Errorf("go build sink: %v\n%s", err, out)
-		}
-	})
-	if sinkErr != nil {
-		t.Fatal(sinkErr)
-	}
-	return sinkBin
 }
 
 // startSink runs the real sink binary on the fixture's stack until the
 // test ends, and waits until it is ready.
 func (f *fixture) startSink(t *testing.T) {
 	t.Helper()
-	bin := buildSink(t)
-	addr := testenv.FreeAddr(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(append(os.Environ(), f.st.Env()...), "SINK_ADDR="+addr, "LOG_LEVEL=info", "SINK_LINGER=2ms")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	var mu sync.Mutex
-	var log strings.Builder
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("--- sink log ---\n%s", log.String())
-			mu.Unlock()
-		}
-	})
-	testenv.Eventually(t, 30*time.Second, func() error {
-		res, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("sink /readyz answered %d", res.StatusCode)
-		}
-		return nil
-	})
+	testenv.Service(t, f.st, "sink", "SINK_ADDR", "SINK_LINGER=2ms")
 }
 
 // produce writes normalized events for the sink to pick up.

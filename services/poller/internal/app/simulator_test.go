@@ -1,18 +1,13 @@
 package app
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,39 +17,10 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/poller/internal/store"
 )
 
-var (
-	simOnce sync.Once
-	simDir  string
-	simBin  string
-	simErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if simDir != "" {
-		_ = os.RemoveAll(simDir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
-}
-
-// buildSimulator compiles the real provider simulator (services/simulator)
-// once per test binary.
-func buildSimulator(t *testing.T) string {
-	t.Helper()
-	simOnce.Do(func() {
-		if simDir, simErr = os.MkdirTemp("", "reviewpipe-poller-test-"); simErr != nil {
-			return
-		}
-		simBin = filepath.Join(simDir, "simulator")
-		out, err := exec.Command("go", "build", "-o", simBin, "github.com/reviewpipe/reviewpipe/services/simulator").CombinedOutput()
-		if err != nil {
-			simErr = fmt.Errorf("go build simulator: %v\n%s", err, out)
-		}
-	})
-	if simErr != nil {
-		t.Fatal(simErr)
-	}
-	return simBin
 }
 
 // startSimulator runs the simulator binary (no trickle, no webhooks) until
@@ -65,63 +31,15 @@ func startSimulator(t *testing.T) string {
 	return url
 }
 
-// runSimulator runs the simulator binary on addr until stop is called or
-// the test ends.
+// runSimulator runs the real provider simulator (services/simulator) on
+// addr until stop is called or the test ends.
 func runSimulator(t *testing.T, addr string) (url string, stop func()) {
 	t.Helper()
-	bin := buildSimulator(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "SIMULATOR_ADDR="+addr, "SIMULATOR_TRICKLE_PER_S=0", "PROVIDER_API_KEY=sim-key",
-		"RECEIVER_URL=http://127.0.0.1:1", "LOG_LEVEL=warn")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var log strings.Builder
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-		}
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-			if t.Failed() {
-				mu.Lock()
-				t.Logf("--- simulator log ---\n%s", log.String())
-				mu.Unlock()
-			}
-		})
-	}
-	t.Cleanup(stop)
-	url = "http://" + addr
-	testenv.Eventually(t, 30*time.Second, func() error {
-		res, err := http.Get(url + "/healthz")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		return nil
-	})
-	return url, stop
+	p := testenv.Spawn(t, "simulator", testenv.Binary(t, "simulator"), "SIMULATOR_ADDR="+addr,
+		"SIMULATOR_TRICKLE_PER_S=0", "PROVIDER_API_KEY=sim-key", "RECEIVER_URL=http://127.0.0.1:1", "LOG_LEVEL=warn")
+	p.Addr = addr
+	p.WaitReady(t, "/healthz")
+	return p.URL(), func() { _ = p.Stop() }
 }
 
 func simPost(t *testing.T, url, path string, body any, out any) {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -34,11 +32,7 @@ import (
 // deliveries were queued, so they succeed by retrying.
 func TestWebhooksReachTheRealReceiver(t *testing.T) {
 	st := testenv.New(t)
-	bin := filepath.Join(t.TempDir(), "receiver")
-	build := exec.Command("go", "build", "-o", bin, "github.com/reviewpipe/reviewpipe/services/receiver")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the receiver: %v\n%s", err, out)
-	}
+	bin := testenv.Binary(t, "receiver")
 	addr := testenv.FreeAddr(t)
 
 	reg := prometheus.NewRegistry()
@@ -68,18 +62,11 @@ func TestWebhooksReachTheRealReceiver(t *testing.T) {
 	sim.change(t, "reelpulse", "delete", provider.GenericData{ReviewID: "a"}, true)
 	truth := sim.truth(t, movie)
 
-	env := append(os.Environ(), st.Env()...)
-	env = append(env, "RECEIVER_ADDR="+addr, "LOG_LEVEL=warn")
+	env := append(st.Env(), "RECEIVER_ADDR="+addr, "LOG_LEVEL=warn")
 	for p, k := range signingKeys {
 		env = append(env, config.SecretVar(p)+"="+webhook.FormatSecret(k))
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	testenv.Spawn(t, "receiver", bin, env...)
 
 	testenv.Eventually(t, 60*time.Second, func() error {
 		var acked, failed int64
@@ -191,4 +178,10 @@ func readAll(t *testing.T, brokers []string, topic string) []kafka.Message {
 		lc.Close()
 	}
 	return out
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveBinaries()
+	os.Exit(code)
 }
