@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 )
 
 // NewLogger returns a JSON logger at level ("debug", "info", "warn", "error")
@@ -48,6 +50,16 @@ func NewRegistry() *prometheus.Registry {
 
 // Check is one readiness check: nil when the dependency answers.
 type Check func(ctx context.Context) error
+
+// KafkaCheck is a readiness check: a metadata request to brokers answers.
+func KafkaCheck(brokers []string) Check {
+	return func(ctx context.Context) error { _, err := kafkax.Ping(ctx, brokers); return err }
+}
+
+// PostgresCheck is a readiness check: db answers a ping.
+func PostgresCheck(db interface{ Ping(context.Context) error }) Check {
+	return db.Ping
+}
 
 // Health tracks readiness checks. Safe for concurrent use.
 type Health struct {

@@ -13,6 +13,9 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/reviewpipe/reviewpipe/pkg/config"
+	"github.com/reviewpipe/reviewpipe/pkg/obs"
 )
 
 // Main builds the logger with newLog, runs run until it returns, logs its
@@ -33,6 +36,15 @@ func Main(service string, newLog func() (*zap.Logger, error), run func(ctx conte
 	}
 	log.Info(service + " stopped")
 	_ = log.Sync()
+}
+
+// Service is the whole main of a service: it reads LOG_LEVEL, builds the
+// logger naming service, and runs run with the signal context, the logger
+// and the environment (see Main). It never returns.
+func Service(service string, run func(ctx context.Context, log *zap.Logger, env *config.Env) error) {
+	env := &config.Env{}
+	Main(service, func() (*zap.Logger, error) { return obs.NewLogger(service, env.String("LOG_LEVEL", "info")) },
+		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
 }
 
 // Group runs long-lived workers and, once ctx ends or any worker fails,

@@ -19,11 +19,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/analytics/internal/store"
 )
 
-func main() {
-	env := &config.Env{}
-	runner.Main("analytics", func() (*zap.Logger, error) { return obs.NewLogger("analytics", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
-}
+func main() { runner.Service("analytics", run) }
 
 func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	common := config.ReadCommon(env)
@@ -52,8 +48,8 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		return err
 	}
 	health := &obs.Health{}
-	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
-	health.Add("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
+	health.Add("kafka", obs.KafkaCheck(common.Brokers))
+	health.Add("postgres", obs.PostgresCheck(db))
 	mux := http.NewServeMux()
 	obs.Mount(mux, reg, health)
 	a.Routes(mux)

@@ -20,11 +20,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/poller/internal/store"
 )
 
-func main() {
-	env := &config.Env{}
-	runner.Main("poller", func() (*zap.Logger, error) { return obs.NewLogger("poller", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
-}
+func main() { runner.Service("poller", run) }
 
 func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	adapters := provider.Default()
@@ -52,7 +48,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		return err
 	}
 	health := &obs.Health{}
-	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, s.common.Brokers); return err })
+	health.Add("kafka", obs.KafkaCheck(s.common.Brokers))
 	health.Add("postgres", st.Ping)
 	mux := http.NewServeMux()
 	obs.Mount(mux, reg, health)

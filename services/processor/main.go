@@ -18,11 +18,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/processor/internal/processor"
 )
 
-func main() {
-	env := &config.Env{}
-	runner.Main("processor", func() (*zap.Logger, error) { return obs.NewLogger("processor", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
-}
+func main() { runner.Service("processor", run) }
 
 func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	common := config.ReadCommon(env)
@@ -55,7 +51,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		return err
 	}
 	health := &obs.Health{}
-	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
+	health.Add("kafka", obs.KafkaCheck(common.Brokers))
 	mux := http.NewServeMux()
 	obs.Mount(mux, reg, health)
 	srv, err := obs.Listen(addr, mux)

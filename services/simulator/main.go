@@ -23,11 +23,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/simulator/internal/webhooks"
 )
 
-func main() {
-	env := &config.Env{}
-	runner.Main("simulator", func() (*zap.Logger, error) { return obs.NewLogger("simulator", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
-}
+func main() { runner.Service("simulator", run) }
 
 func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	addr := env.String("SIMULATOR_ADDR", "127.0.0.1:8090")

@@ -20,11 +20,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/sink/internal/store"
 )
 
-func main() {
-	env := &config.Env{}
-	runner.Main("sink", func() (*zap.Logger, error) { return obs.NewLogger("sink", env.String("LOG_LEVEL", "info")) },
-		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
-}
+func main() { runner.Service("sink", run) }
 
 func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	common := config.ReadCommon(env)
@@ -72,8 +68,8 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		return err
 	}
 	health := &obs.Health{}
-	health.Add("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
-	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, common.Brokers); return err })
+	health.Add("postgres", obs.PostgresCheck(db))
+	health.Add("kafka", obs.KafkaCheck(common.Brokers))
 	mux := http.NewServeMux()
 	obs.Mount(mux, reg, health)
 	srv, err := obs.Listen(addr, mux)
