@@ -32,9 +32,13 @@ const (
 
 // Header names reviewpipe sets on records.
 const (
-	HeaderEventID  = "event-id"
-	HeaderSource   = "source"
-	HeaderRepair   = "repair"
+	HeaderEventID = "event-id"
+	HeaderSource  = "source"
+	HeaderRepair  = "repair"
+	// HeaderRedriveOf names the dead letter a redriven record came from.
+	HeaderRedriveOf = "redrive-of"
+	// HeaderReplayOf names the event id a replayed record copies.
+	HeaderReplayOf = "replay-of"
 	HeaderAccepted = "accepted-at" // RFC 3339 nano: when the pipeline first accepted the change
 )
 

@@ -150,7 +150,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 		t.Fatalf("redriven records: %d raw, %d normalized; want 2 and 1", len(raw), len(norm))
 	}
 	for _, m := range raw {
-		switch envelope.Header(m, HeaderRedriveOf) {
+		switch envelope.Header(m, kafkax.HeaderRedriveOf) {
 		case refused.ID:
 			env, err := envelope.ParseRaw(m.Value)
 			if err != nil || string(m.Key) != "generic:dl-2" || env.Source != envelope.SourceWebhook ||
@@ -202,7 +202,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 func redriven(msgs []kafka.Message) []kafka.Message {
 	var out []kafka.Message
 	for _, m := range msgs {
-		if envelope.Header(m, HeaderRedriveOf) != "" {
+		if envelope.Header(m, kafkax.HeaderRedriveOf) != "" {
 			out = append(out, m)
 		}
 	}

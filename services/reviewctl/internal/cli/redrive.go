@@ -21,8 +21,6 @@ import (
 // same dead letters at once ("reviewctl-redrive").
 const redriveLock int64 = 0x7265766965770030
 
-// HeaderRedriveOf names the dead letter a redriven record came from.
-const HeaderRedriveOf = "redrive-of"
 
 // redrivePlan is what redriving one dead letter sends, or why it cannot.
 type redrivePlan struct {
@@ -85,7 +83,7 @@ func planRedrive(dl envelope.DeadLetter, reg *provider.Registry) redrivePlan {
 		return p
 	}
 	body := dl.RecordBytes()
-	redriveHdr := kafka.Header{Key: HeaderRedriveOf, Value: []byte(dl.ID)}
+	redriveHdr := kafka.Header{Key: kafkax.HeaderRedriveOf, Value: []byte(dl.ID)}
 	switch p.target {
 	case kafkax.TopicRaw:
 		raw, err := envelope.ParseRaw(body)

@@ -21,8 +21,6 @@ func init() {
 	register("replay", "re-drive raw events of a time window through processing (--from T [--to T] [--provider P])", runReplay)
 }
 
-// HeaderReplayOf names the event a replayed record copies.
-const HeaderReplayOf = "replay-of"
 
 // replayEventID derives a replayed copy's event id from the original's, so
 // replaying a window twice yields the same ids.
@@ -74,7 +72,7 @@ func replayMessage(m *kafka.Message) (out kafka.Message, raw envelope.Raw, skip 
 			{Key: kafkax.HeaderEventID, Value: []byte(raw.EventID)},
 			{Key: kafkax.HeaderSource, Value: []byte(envelope.SourceReplay)},
 			{Key: kafkax.HeaderAccepted, Value: []byte(accepted)},
-			{Key: HeaderReplayOf, Value: []byte(orig)},
+			{Key: kafkax.HeaderReplayOf, Value: []byte(orig)},
 		},
 	}
 	return out, raw, ""

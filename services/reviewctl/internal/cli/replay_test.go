@@ -67,7 +67,7 @@ func TestReplayWindow(t *testing.T) {
 	ids := func() map[string][]string {
 		out := map[string][]string{}
 		for _, m := range readAll(t, st, kafkax.TopicRaw) {
-			orig := envelope.Header(m, HeaderReplayOf)
+			orig := envelope.Header(m, kafkax.HeaderReplayOf)
 			if orig == "" {
 				continue
 			}
