@@ -1,0 +1,171 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+)
+
+// endOffsets returns the end offset of every partition of topic.
+func (e *env) endOffsets(ctx context.Context, topic string, partitions int) (map[int]int64, error) {
+	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for p := 0; p < partitions; p++ {
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+	}
+	res, err := c.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = p.LastOffset
+	}
+	if len(out) != partitions {
+		return nil, fmt.Errorf("end offsets of %s: %d of %d partitions", topic, len(out), partitions)
+	}
+	return out, nil
+}
+
+// lag is the processor group's lag on reviews.raw.v1 (committed offsets in
+// Kafka) and the sink's on reviews.normalized.v1 (offsets stored in
+// PostgreSQL with the rows), summed over partitions.
+func (e *env) lag(ctx context.Context) (processor, sink int64, err error) {
+	n := kafkax.DefaultPartitions
+	raw, norm := e.names.Topic(kafkax.TopicRaw), e.names.Topic(kafkax.TopicNormalized)
+	rawEnd, err := e.endOffsets(ctx, raw, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: e.names.Group(kafkax.GroupProcessor),
+		Topics: map[string][]int{raw: parts}})
+	if err != nil {
+		return 0, 0, fmt.Errorf("processor offsets: %w", err)
+	}
+	if res.Error != nil {
+		return 0, 0, fmt.Errorf("processor offsets: %w", res.Error)
+	}
+	committed := map[int]int64{}
+	for _, p := range res.Topics[raw] {
+		if p.Error != nil {
+			return 0, 0, fmt.Errorf("processor offset of %d: %w", p.Partition, p.Error)
+		}
+		committed[p.Partition] = max(p.CommittedOffset, 0)
+	}
+	for p, end := range rawEnd {
+		processor += end - committed[p]
+	}
+	// The normalized topic's end offsets are read after the processor's
+	// commits: once the processor's lag is 0, they include its outputs.
+	normEnd, err := e.endOffsets(ctx, norm, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	stored := map[int]int64{}
+	rows, err := e.db.Query(ctx, `SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1`, norm)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sink offsets: %w", err)
+	}
+	for rows.Next() {
+		var p int
+		var next int64
+		if err := rows.Scan(&p, &next); err != nil {
+			rows.Close()
+			return 0, 0, err
+		}
+		stored[p] = max(stored[p], next)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("sink offsets: %w", err)
+	}
+	for p, end := range normEnd {
+		sink += end - stored[p]
+	}
+	return processor, sink, nil
+}
+
+// settle waits until both lags are 0 (up to limit) and returns how long it
+// took.
+func (e *env) settle(t *testing.T, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		p, s, err := e.lag(ctx)
+		cancel()
+		if err == nil && p == 0 && s == 0 {
+			return time.Since(start)
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = fmt.Sprintf("processor lag %d, sink lag %d", p, s)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("pipeline did not settle within %s: %s", limit, last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// storeRows reads every row of the scenario's reviews table.
+func (e *env) storeRows(ctx context.Context) (map[string]row, error) {
+	rows, err := e.db.Query(ctx, `SELECT id, version, deleted, title FROM reviews`)
+	if err != nil {
+		return nil, fmt.Errorf("read reviews: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]row{}
+	for rows.Next() {
+		var id string
+		var r row
+		if err := rows.Scan(&id, &r.version, &r.deleted, &r.title); err != nil {
+			return nil, err
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("two rows for id %s", id)
+		}
+		out[id] = r
+	}
+	return out, rows.Err()
+}
+
+// check asserts the store against the model and logs the figures.
+func (e *env) check(t *testing.T, m *model) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := e.storeRows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, ids := m.verify(rows)
+	acked, unsure := m.counts()
+	t.Logf("checked %d ids (%d rows): %d acknowledged changes, %d never acknowledged; %d problems",
+		ids, len(rows), acked, unsure, len(problems))
+	if acked == 0 {
+		t.Errorf("no change was acknowledged: the scenario proved nothing")
+	}
+	for i, p := range problems {
+		if i == 30 {
+			t.Errorf("... and %d more", len(problems)-30)
+			break
+		}
+		t.Errorf("%s", p)
+	}
+}

@@ -1,0 +1,244 @@
+package faults
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+)
+
+// pipeline is receiver -> processor(s) -> sink of one scenario.
+type pipeline struct {
+	receiver   *proc
+	processors []*proc
+	sink       *proc
+}
+
+// startPipeline starts the receiver, processors processor instances (the
+// first started, the others made but stopped) and the sink.
+func startPipeline(t *testing.T, e *env, processors int) *pipeline {
+	t.Helper()
+	pl := &pipeline{
+		receiver: newProc(t, e, "receiver", "receiver", "RECEIVER_ADDR", secretEnv()...),
+		sink:     newProc(t, e, "sink", "sink", "SINK_ADDR"),
+	}
+	for i := 0; i < processors; i++ {
+		pl.processors = append(pl.processors, newProc(t, e, "processor", "processor"+string(rune('a'+i)), "PROCESSOR_ADDR"))
+	}
+	pl.receiver.start(t, 60*time.Second)
+	pl.processors[0].start(t, 60*time.Second)
+	pl.sink.start(t, 60*time.Second)
+	return pl
+}
+
+// webhookScenario runs a bounded webhook load against a fresh pipeline
+// while fault runs (with the load's start time and the schedule's rng),
+// then waits for the pipeline to settle and checks the store.
+func webhookScenario(t *testing.T, e *env, processors int, cfg loadConfig, fault func(pl *pipeline, start time.Time, rng *rand.Rand)) *webhookLoad {
+	t.Helper()
+	pl := startPipeline(t, e, processors)
+	m := newModel()
+	load := newWebhookLoad(cfg, e.seed, pl.receiver.url, m)
+	rng := rand.New(rand.NewPCG(e.seed, 7))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	t.Logf("load: %.0f deliveries/s offered for %s over %d reviews, %d workers; unacknowledged deliveries retried for %s more",
+		cfg.rate, cfg.duration, cfg.ids, cfg.workers, cfg.retryFor)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { load.run(ctx); close(done) }()
+	fault(pl, start, rng)
+	<-done
+	t.Logf("load done after %s: %s", time.Since(start).Round(time.Millisecond), load.summary())
+	took := e.settle(t, 3*time.Minute)
+	t.Logf("settled (processor and sink lag 0) %s after the load", took.Round(time.Millisecond))
+	e.check(t, m)
+	return load
+}
+
+// sleepUntil sleeps until at.
+func sleepUntil(at time.Time) { time.Sleep(time.Until(at)) }
+
+// between returns a duration in [lo, hi) from rng.
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
+
+func defaultLoad(e *env) loadConfig {
+	return loadConfig{
+		rate:     pick(e, 40.0, 100.0),
+		duration: pick(e, 15*time.Second, 30*time.Second),
+		ids:      pick(e, 200, 500),
+		workers:  8,
+		retryFor: 90 * time.Second,
+	}
+}
+
+// Scenario 1: kill -9 of the receiver, then the processor, then the sink,
+// each restarted after a short outage, under load.
+func TestFaultServiceKill(t *testing.T) {
+	e := setup(t)
+	cfg := defaultLoad(e)
+	webhookScenario(t, e, 1, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
+		window := cfg.duration / 3
+		for i, p := range []*proc{pl.receiver, pl.processors[0], pl.sink} {
+			at := start.Add(time.Duration(i)*window + between(rng, window/5, window/2))
+			down := between(rng, 200*time.Millisecond, 3*time.Second)
+			sleepUntil(at)
+			t.Logf("+%s kill -9 %s; restart after %s", time.Since(start).Round(time.Millisecond), p.label, down)
+			p.kill9()
+			time.Sleep(down)
+			restarted := time.Now()
+			p.start(t, 60*time.Second)
+			t.Logf("+%s %s ready again (%s after its restart)", time.Since(start).Round(time.Millisecond), p.label, time.Since(restarted).Round(time.Millisecond))
+		}
+	})
+}
+
+// Scenario 2: kill -9 of one broker of the three (RF 3, min.insync.replicas
+// 2), restarted after a few seconds; full size does it twice, to two
+// different brokers. The receiver may answer 503 but never lose a 2xx.
+func TestFaultBrokerKill(t *testing.T) {
+	e := setup(t)
+	cfg := defaultLoad(e)
+	rounds := pick(e, 1, 2)
+	var killed []int
+	t.Cleanup(func() { // never leave the cluster short of a broker
+		for _, n := range killed {
+			e.kafkaNode(t, "start-node", n)
+		}
+	})
+	webhookScenario(t, e, 1, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
+		nodes := rng.Perm(3)
+		window := cfg.duration / time.Duration(rounds)
+		for r := 0; r < rounds; r++ {
+			n := nodes[r] + 1
+			sleepUntil(start.Add(time.Duration(r)*window + between(rng, window/6, window/3)))
+			down := between(rng, 3*time.Second, 8*time.Second)
+			t.Logf("+%s kill -9 broker %d; start it after %s", time.Since(start).Round(time.Millisecond), n, down)
+			e.kafkaNode(t, "kill-node", n)
+			killed = append(killed, n)
+			time.Sleep(down)
+			e.kafkaNode(t, "start-node", n)
+			back := time.Now()
+			e.waitFullISR(t, 2*time.Minute)
+			t.Logf("+%s broker %d back in every ISR of the scenario's topics (%s after its start)",
+				time.Since(start).Round(time.Millisecond), n, time.Since(back).Round(time.Millisecond))
+		}
+	})
+}
+
+// waitFullISR waits until every partition of the scenario's topics has its
+// three replicas in sync again.
+func (e *env) waitFullISR(t *testing.T, limit time.Duration) {
+	t.Helper()
+	var topics []string
+	for _, s := range kafkax.Specs(kafkax.DefaultPartitions) {
+		topics = append(topics, e.names.Topic(s.Topic))
+	}
+	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
+	deadline := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		cancel()
+		short := -1
+		if err == nil {
+			short = 0
+			for _, tp := range md.Topics {
+				for _, p := range tp.Partitions {
+					if len(p.Isr) < replication || p.Leader.Host == "" {
+						short++
+					}
+				}
+			}
+			if short == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions short of a full ISR after %s: %d (%v)", limit, short, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// Scenario 3: the PostgreSQL instance stopped in immediate mode (no
+// checkpoint, crash recovery on start) under load, started after a few
+// seconds; full size does it twice.
+func TestFaultPostgresRestart(t *testing.T) {
+	e := setup(t)
+	cfg := defaultLoad(e)
+	rounds := pick(e, 1, 2)
+	t.Cleanup(func() {
+		if err := e.pgStart(); err != nil { // already running is an error too: log only
+			t.Logf("start PostgreSQL in cleanup: %v", err)
+		}
+	})
+	webhookScenario(t, e, 1, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
+		window := cfg.duration / time.Duration(rounds)
+		for r := 0; r < rounds; r++ {
+			sleepUntil(start.Add(time.Duration(r)*window + between(rng, window/5, window/2)))
+			down := between(rng, 1*time.Second, 6*time.Second)
+			t.Logf("+%s PostgreSQL stop -m immediate; start after %s", time.Since(start).Round(time.Millisecond), down)
+			if err := e.pgStopImmediate(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(down)
+			began := time.Now()
+			if err := e.pgStart(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("+%s PostgreSQL accepting connections (start took %s)", time.Since(start).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+		}
+	})
+}
+
+// Scenario 4: a rebalance storm: up to three processor instances, one of
+// them started, stopped (SIGTERM) or killed (-9) every 1.5 to 4 s while the
+// load runs; at least one keeps running.
+func TestFaultRebalanceStorm(t *testing.T) {
+	e := setup(t)
+	cfg := defaultLoad(e)
+	webhookScenario(t, e, 3, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
+		end := start.Add(cfg.duration)
+		changes := 0
+		for {
+			time.Sleep(between(rng, 1500*time.Millisecond, 4*time.Second))
+			if time.Now().After(end) {
+				break
+			}
+			var up, down []*proc
+			for _, p := range pl.processors {
+				if p.running() {
+					up = append(up, p)
+				} else {
+					down = append(down, p)
+				}
+			}
+			changes++
+			switch {
+			case len(down) > 0 && (len(up) <= 1 || rng.IntN(2) == 0):
+				p := down[rng.IntN(len(down))]
+				t.Logf("+%s start %s (%d running)", time.Since(start).Round(time.Millisecond), p.label, len(up))
+				p.start(t, 60*time.Second)
+			default:
+				p := up[rng.IntN(len(up))]
+				if rng.IntN(2) == 0 {
+					t.Logf("+%s kill -9 %s (%d running)", time.Since(start).Round(time.Millisecond), p.label, len(up))
+					p.kill9()
+				} else {
+					t.Logf("+%s SIGTERM %s (%d running)", time.Since(start).Round(time.Millisecond), p.label, len(up))
+					if !p.stop() {
+						t.Errorf("%s did not stop on SIGTERM within 20s", p.label)
+					}
+				}
+			}
+		}
+		t.Logf("%d membership changes during the load", changes)
+	})
+}
