@@ -57,6 +57,7 @@ type webhookLoad struct {
 	retried  int // deliveries that needed more than one attempt
 	acked    int
 	given    int // deliveries never acknowledged
+	dropped  int // ticks not offered: every worker busy and a second's worth waiting
 	firstBad time.Time
 	lastBad  time.Time
 }
@@ -140,7 +141,10 @@ func genericEvent(rid string, i int, c change) json.RawMessage {
 // run offers deliveries at cfg.rate for cfg.duration and returns when every
 // delivery is acknowledged or has run out of retries.
 func (l *webhookLoad) run(ctx context.Context) {
-	tokens := make(chan struct{})
+	// Up to a second of deliveries wait for a free worker; past that, ticks
+	// are dropped (counted): the load stays bounded while the pipeline is
+	// refusing and every worker is retrying.
+	tokens := make(chan struct{}, max(1, int(l.cfg.rate)))
 	go func() {
 		defer close(tokens)
 		tick := time.NewTicker(time.Duration(float64(time.Second) / l.cfg.rate))
@@ -155,7 +159,10 @@ func (l *webhookLoad) run(ctx context.Context) {
 			case <-tick.C:
 				select {
 				case tokens <- struct{}{}:
-				default: // every worker busy retrying: this tick is not offered (bounded load)
+				default:
+					l.statMu.Lock()
+					l.dropped++
+					l.statMu.Unlock()
 				}
 			}
 		}
@@ -250,8 +257,8 @@ func (l *webhookLoad) summary() string {
 	for _, c := range keys {
 		codes = append(codes, fmt.Sprintf("%d×%d", c, l.codes[c]))
 	}
-	s := fmt.Sprintf("deliveries %d (acknowledged %d, after retries %d, never %d), attempts %d, answers [%s], network errors %d",
-		made, l.acked, l.retried, l.given, l.attempts, strings.Join(codes, " "), l.netErrs)
+	s := fmt.Sprintf("deliveries %d (acknowledged %d, after retries %d, never %d), attempts %d, answers [%s], network errors %d, ticks dropped %d",
+		made, l.acked, l.retried, l.given, l.attempts, strings.Join(codes, " "), l.netErrs, l.dropped)
 	if !l.firstBad.IsZero() {
 		s += fmt.Sprintf(", failed attempts between %s and %s", l.firstBad.Format("15:04:05.000"), l.lastBad.Format("15:04:05.000"))
 	}

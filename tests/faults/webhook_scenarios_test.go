@@ -125,11 +125,22 @@ func TestFaultBrokerKill(t *testing.T) {
 			time.Sleep(down)
 			e.kafkaNode(t, "start-node", n)
 			back := time.Now()
+			e.waitBrokers(t, 2*time.Minute)
 			e.waitFullISR(t, 2*time.Minute)
 			t.Logf("+%s broker %d back in every ISR of the scenario's topics (%s after its start)",
 				time.Since(start).Round(time.Millisecond), n, time.Since(back).Round(time.Millisecond))
 		}
 	})
+}
+
+// waitBrokers waits until the cluster's metadata lists all three brokers.
+func (e *env) waitBrokers(t *testing.T, limit time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	if err := kafkax.WaitReady(ctx, e.brokers, replication); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitFullISR waits until every partition of the scenario's topics has its
@@ -174,9 +185,11 @@ func TestFaultPostgresRestart(t *testing.T) {
 	e := setup(t)
 	cfg := defaultLoad(e)
 	rounds := pick(e, 1, 2)
-	t.Cleanup(func() {
-		if err := e.pgStart(); err != nil { // already running is an error too: log only
-			t.Logf("start PostgreSQL in cleanup: %v", err)
+	t.Cleanup(func() { // never leave the fault PostgreSQL stopped
+		if e.pgCtl("status") != nil {
+			if err := e.pgStart(); err != nil {
+				t.Logf("start PostgreSQL in cleanup: %v", err)
+			}
 		}
 	})
 	webhookScenario(t, e, 1, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {

@@ -1,0 +1,239 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// simClient talks to the simulator's control API.
+type simClient struct {
+	url    string
+	client *http.Client
+}
+
+func (s simClient) post(ctx context.Context, path string, body any, out any) (int, error) {
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := s.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	rb, _ := io.ReadAll(res.Body)
+	if out != nil && res.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(rb, out); err != nil {
+			return res.StatusCode, fmt.Errorf("%s answered %q: %w", path, rb, err)
+		}
+	}
+	if res.StatusCode != http.StatusOK {
+		return res.StatusCode, fmt.Errorf("%s answered %d %s", path, res.StatusCode, rb)
+	}
+	return res.StatusCode, nil
+}
+
+// faults sets one provider's polling API faults (an empty map resets them).
+func (s simClient) faults(t *testing.T, providerName string, f map[string]any) {
+	t.Helper()
+	body := map[string]any{"provider": providerName}
+	for k, v := range f {
+		body[k] = v
+	}
+	if _, err := s.post(context.Background(), "/control/faults", body, nil); err != nil {
+		t.Fatalf("set faults of %s: %v", providerName, err)
+	}
+}
+
+type providerStats struct {
+	RequestsTotal     int64   `json:"requests_total"`
+	RateLimitedTotal  int64   `json:"rate_limited_total"`
+	ErrorsInjected    int64   `json:"errors_injected_total"`
+	UnavailableTotal  int64   `json:"unavailable_total"`
+	MaxPerSecond      int64   `json:"max_per_second"`
+	RateLimitPerS     float64 `json:"rate_limit_per_s"`
+	FeedLength        int64   `json:"feed_length"`
+	WebhooksSentAcked struct {
+		Acked  int64 `json:"acked"`
+		Failed int64 `json:"failed"`
+		Queued int64 `json:"queued"`
+	} `json:"webhooks"`
+}
+
+func (s simClient) stats() (map[string]providerStats, error) {
+	res, err := s.client.Get(s.url + "/control/stats")
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var out map[string]providerStats
+	return out, json.NewDecoder(res.Body).Decode(&out)
+}
+
+var providers = []string{"generic", "cinescore", "reelpulse"}
+
+// Scenario 5: the simulator's catalogue changes (most of them poll-only)
+// while one provider's API is down, then while every provider's API is in
+// a 429 storm (limit 1 request/s) and one answers 500 to a third of its
+// requests; the poller must still bring every recorded change to the store.
+func TestFaultProviderOutage(t *testing.T) {
+	e := setup(t)
+	rng := rand.New(rand.NewPCG(e.seed, 11))
+	receiver := newProc(t, e, "receiver", "receiver", "RECEIVER_ADDR", secretEnv()...)
+	processor := newProc(t, e, "processor", "processor", "PROCESSOR_ADDR")
+	sink := newProc(t, e, "sink", "sink", "SINK_ADDR")
+	simulator := newProc(t, e, "simulator", "simulator", "SIMULATOR_ADDR", append(secretEnv(),
+		"RECEIVER_URL="+receiver.url(), "SIMULATOR_TRICKLE_PER_S=0", "SIMULATOR_SEED="+strconv.FormatUint(e.seed, 10))...)
+	poller := newProc(t, e, "poller", "poller", "POLLER_ADDR",
+		"SIMULATOR_URL="+simulator.url(), "POLL_INTERVAL=1s", "POLL_BREAKER_TIMEOUT=3s", "POLL_BACKOFF_MAX=2s", "POLL_HTTP_TIMEOUT=5s")
+	for _, p := range []*proc{receiver, processor, sink, simulator} {
+		p.start(t, 60*time.Second)
+	}
+	poller.start(t, 60*time.Second)
+	sim := simClient{url: simulator.url(), client: &http.Client{Timeout: 10 * time.Second}}
+	t.Cleanup(func() {
+		for _, p := range providers {
+			_, _ = sim.post(context.Background(), "/control/faults", map[string]any{"provider": p}, nil)
+		}
+	})
+
+	duration := pick(e, 15*time.Second, 30*time.Second)
+	rate := pick(e, 10.0, 20.0)
+	perProvider := pick(e, 40, 80)
+	m := newModel()
+	nonce := fmt.Sprintf("%06x", rng.Uint32()&0xffffff)
+	alive := map[string]bool{}
+	var made, webhooks, refused int
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	t.Logf("changes: %.0f/s for %s over %d reviews per provider, 30%% also as webhooks", rate, duration, perProvider)
+
+	loadDone := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(loadDone)
+		lrng := rand.New(rand.NewPCG(e.seed, 13))
+		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer tick.Stop()
+		end := time.After(duration)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-end:
+				return
+			case <-tick.C:
+			}
+			prov := providers[lrng.IntN(len(providers))]
+			i := lrng.IntN(perProvider)
+			rid := fmt.Sprintf("f%s-%d", nonce, i)
+			key := prov + ":" + rid
+			op := "upsert"
+			if alive[key] && lrng.Float64() < 0.15 {
+				op = "delete"
+			}
+			title := fmt.Sprintf("%s %d", rid, made)
+			data := map[string]any{"review_id": rid}
+			if op == "upsert" {
+				data["movie"] = map[string]any{"imdb_id": fmt.Sprintf("tt%07d", 2000000+i%20), "title": "Fault movie"}
+				data["title"] = title
+				data["author"] = "faults"
+				data["rating"] = map[string]any{"value": 1 + i%10, "scale": 10}
+			}
+			wh := lrng.Float64() < 0.3
+			var out struct {
+				ID      string `json:"id"`
+				Version int64  `json:"version"`
+			}
+			code, err := sim.post(ctx, "/control/reviews", map[string]any{"provider": prov, "op": op, "review": data, "webhook": wh}, &out)
+			made++
+			c := change{id: key, deleted: op == "delete", title: title}
+			switch {
+			case code == http.StatusOK:
+				c.id, c.version = out.ID, out.Version
+				m.ack(c)
+				alive[key] = op == "upsert"
+				if wh {
+					webhooks++
+				}
+			default:
+				refused++
+				t.Logf("simulator refused a change: %v", err)
+			}
+		}
+	}()
+
+	// The fault schedule: one provider down, then a 429 storm on all
+	// three with errors on one, then everything back to normal.
+	downP := providers[rng.IntN(len(providers))]
+	errP := providers[rng.IntN(len(providers))]
+	downAt := between(rng, duration/10, duration/5)
+	downFor := between(rng, duration/4, duration/3)
+	stormFor := between(rng, duration/4, duration/3)
+	sleepUntil(start.Add(downAt))
+	t.Logf("+%s %s down for %s", time.Since(start).Round(time.Millisecond), downP, downFor)
+	sim.faults(t, downP, map[string]any{"down": true})
+	time.Sleep(downFor)
+	sim.faults(t, downP, map[string]any{})
+	t.Logf("+%s 429 storm (1 request/s) on every provider for %s, %s also answers 500 to 1/3 of requests",
+		time.Since(start).Round(time.Millisecond), stormFor, errP)
+	for _, p := range providers {
+		f := map[string]any{"rate_limit_per_s": 1.0}
+		if p == errP {
+			f["error_rate"] = 0.33
+		}
+		sim.faults(t, p, f)
+	}
+	time.Sleep(stormFor)
+	for _, p := range providers {
+		sim.faults(t, p, map[string]any{})
+	}
+	t.Logf("+%s faults cleared", time.Since(start).Round(time.Millisecond))
+	<-loadDone
+	acked, _ := m.counts()
+	t.Logf("load done after %s: %d changes made, %d recorded by the simulator (%d also as webhooks), %d refused",
+		time.Since(start).Round(time.Millisecond), made, acked, webhooks, refused)
+
+	// Settled: the store equals the model (the poller must have read every
+	// change), and both lags are 0.
+	settleStart := time.Now()
+	var last []string
+	for {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rows, err := e.storeRows(cctx)
+		ccancel()
+		if err == nil {
+			last, _ = m.verify(rows)
+			if len(last) == 0 {
+				break
+			}
+		}
+		if time.Since(settleStart) > 3*time.Minute {
+			t.Errorf("store did not converge within 3m; %d problems, first: %s", len(last), strings.Join(last[:min(5, len(last))], "; "))
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("store equals the model %s after the load", time.Since(settleStart).Round(time.Millisecond))
+	e.settle(t, time.Minute)
+	e.check(t, m)
+	if st, err := sim.stats(); err == nil {
+		for _, p := range providers {
+			s := st[p]
+			t.Logf("%s: API requests %d, 429 %d, 500 injected %d, 503 down %d, max %d requests/s, feed %d, webhooks acked %d failed %d queued %d",
+				p, s.RequestsTotal, s.RateLimitedTotal, s.ErrorsInjected, s.UnavailableTotal, s.MaxPerSecond, s.FeedLength,
+				s.WebhooksSentAcked.Acked, s.WebhooksSentAcked.Failed, s.WebhooksSentAcked.Queued)
+		}
+	}
+}
