@@ -85,7 +85,7 @@ var providers = []string{"generic", "cinescore", "reelpulse"}
 
 // Scenario 5: the simulator's catalogue changes (most of them poll-only)
 // while one provider's API is down, then while every provider's API is in
-// a 429 storm (limit 1 request/s) and one answers 500 to a third of its
+// a 429 storm (limit 0.25 request/s) and one answers 500 to a third of its
 // requests; the poller must still bring every recorded change to the store.
 func TestFaultProviderOutage(t *testing.T) {
 	e := setup(t)
@@ -186,10 +186,10 @@ func TestFaultProviderOutage(t *testing.T) {
 	sim.faults(t, downP, map[string]any{"down": true})
 	time.Sleep(downFor)
 	sim.faults(t, downP, map[string]any{})
-	t.Logf("+%s 429 storm (1 request/s) on every provider for %s, %s also answers 500 to 1/3 of requests",
+	t.Logf("+%s 429 storm (limit 0.25 requests/s) on every provider for %s, %s also answers 500 to 1/3 of requests",
 		time.Since(start).Round(time.Millisecond), stormFor, errP)
 	for _, p := range providers {
-		f := map[string]any{"rate_limit_per_s": 1.0}
+		f := map[string]any{"rate_limit_per_s": 0.25}
 		if p == errP {
 			f["error_rate"] = 0.33
 		}
