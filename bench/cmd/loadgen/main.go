@@ -115,7 +115,11 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "[%5.1fs] "+format+"\n", append([]any{time.Since(started).Seconds()}, args...)...)
 	}
 	var perRun time.Duration // the longest run so far, to respect the budget
+	var failed error
 	for _, sc := range scs {
+		if failed != nil {
+			break
+		}
 		res := &scenarioResult{scenario: sc}
 		rep.Results = append(rep.Results, res)
 		for i := range *runs {
@@ -136,7 +140,12 @@ func run() error {
 			})
 			perRun = max(perRun, time.Since(t0))
 			if err != nil {
-				return fmt.Errorf("%s run %d: %w", sc.Name, i+1, err)
+				// Keep what the finished runs measured (e.g. the shared stack
+				// was stopped under us): report them, then fail.
+				failed = fmt.Errorf("%s run %d: %w", sc.Name, i+1, err)
+				res.Skipped = failed.Error()
+				logf("%v", failed)
+				break
 			}
 			for _, e := range r.Errors {
 				logf("  warning: %s", e)
@@ -164,6 +173,9 @@ func run() error {
 		logf("charts: %v", err)
 	} else {
 		fmt.Printf("charts: %s-rows.png, %s-webhook-p99.png\n", strings.TrimSuffix(path, ".json"), strings.TrimSuffix(path, ".json"))
+	}
+	if failed != nil {
+		return failed
 	}
 	return ctx.Err()
 }
