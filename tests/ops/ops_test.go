@@ -287,3 +287,27 @@ func TestDashboards(t *testing.T) {
 		}
 	}
 }
+
+// TestRunbookCommands keeps the runbook's reviewctl commands real: each
+// subcommand it names is one the README documents.
+func TestRunbookCommands(t *testing.T) {
+	runbook, err := os.ReadFile(filepath.Join(root, "docs/runbook.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := regexp.MustCompile(`bin/reviewctl ([a-z]+)`)
+	found := 0
+	for _, m := range cmd.FindAllStringSubmatch(string(runbook), -1) {
+		found++
+		if !strings.Contains(string(readme), "bin/reviewctl "+m[1]) {
+			t.Errorf("docs/runbook.md uses `bin/reviewctl %s`, which README.md does not document", m[1])
+		}
+	}
+	if found == 0 {
+		t.Error("docs/runbook.md names no reviewctl command")
+	}
+}
