@@ -107,7 +107,8 @@ func run() error {
 	host, _ := os.Hostname()
 	rep := &report{
 		Started: started.UTC(),
-		Host:    map[string]string{"hostname": host, "cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(), "os": runtime.GOOS + "/" + runtime.GOARCH},
+		Host: map[string]string{"hostname": host, "cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(),
+			"os": runtime.GOOS + "/" + runtime.GOARCH, "loadavg_start": loadavg()},
 		Settings: map[string]string{"runs": strconv.Itoa(*runs), "load": loadDur.String(), "steady": steady.String(),
 			"rate": fmt.Sprint(*rate), "read_rate": fmt.Sprint(*readRate), "read_ingest": fmt.Sprint(*readIngest), "ceiling": ceiling.String(), "kafka_brokers": brokers},
 	}
@@ -155,6 +156,7 @@ func run() error {
 		res.Median, res.Min, res.Max = aggregate(res.Runs)
 	}
 	rep.Seconds = time.Since(started).Seconds()
+	rep.Host["loadavg_end"] = loadavg()
 
 	printTable(os.Stdout, rep)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
@@ -237,7 +239,8 @@ var rows = []struct{ key, label, format, target string }{
 
 func printTable(w io.Writer, rep *report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nreviewpipe load benchmark, %s, %s CPUs (medians; [min..max] over runs)\n\n", rep.Started.Format(time.RFC3339), rep.Host["cpus"])
+	fmt.Fprintf(tw, "\nreviewpipe load benchmark, %s, %s CPUs, load average %s at the start and %s at the end (medians; [min..max] over runs)\n\n",
+		rep.Started.Format(time.RFC3339), rep.Host["cpus"], rep.Host["loadavg_start"], rep.Host["loadavg_end"])
 	fmt.Fprint(tw, "metric")
 	for _, s := range rep.Results {
 		fmt.Fprintf(tw, "\t%s (%d runs)", s.Name, len(s.Runs))
@@ -256,4 +259,18 @@ func printTable(w io.Writer, rep *report) {
 		fmt.Fprintf(tw, "\t%s\n", r.target)
 	}
 	tw.Flush()
+}
+
+// loadavg is the machine's 1, 5 and 15 minute load averages (/proc/loadavg),
+// a measure of how shared the machine was; empty where unknown.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
