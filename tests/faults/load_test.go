@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,13 +61,17 @@ type webhookLoad struct {
 	dropped  int // ticks not offered: every worker busy and a second's worth waiting
 	firstBad time.Time
 	lastBad  time.Time
+	started  time.Time
+	// perSecond counts answers by second since the start and by code (0:
+	// a network error).
+	perSecond map[int]map[int]int
 }
 
 func newWebhookLoad(cfg loadConfig, seed uint64, receiver func() string, m *model) *webhookLoad {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	return &webhookLoad{cfg: cfg, receiver: receiver, m: m, rng: rng,
 		nonce:    fmt.Sprintf("%06x", rng.Uint32()&0xffffff),
-		versions: make([]int64, cfg.ids), alive: make([]bool, cfg.ids), codes: map[int]int{}}
+		versions: make([]int64, cfg.ids), alive: make([]bool, cfg.ids), codes: map[int]int{}, perSecond: map[int]map[int]int{}}
 }
 
 // next makes the next delivery: 1 to 3 changes of distinct reviews; each
@@ -167,6 +172,9 @@ func (l *webhookLoad) run(ctx context.Context) {
 			}
 		}
 	}()
+	l.statMu.Lock()
+	l.started = time.Now()
+	l.statMu.Unlock()
 	retryUntil := time.Now().Add(l.cfg.duration + l.cfg.retryFor)
 	client := &http.Client{Timeout: 10 * time.Second}
 	var wg sync.WaitGroup
@@ -189,10 +197,16 @@ func (l *webhookLoad) send(ctx context.Context, client *http.Client, d delivery,
 		code, err := l.post(ctx, client, d)
 		l.statMu.Lock()
 		l.attempts++
+		sec := int(time.Since(l.started) / time.Second)
+		if l.perSecond[sec] == nil {
+			l.perSecond[sec] = map[int]int{}
+		}
 		if err != nil {
 			l.netErrs++
+			l.perSecond[sec][0]++
 		} else {
 			l.codes[code]++
+			l.perSecond[sec][code]++
 		}
 		ok := err == nil && code/100 == 2
 		if !ok {
@@ -263,6 +277,41 @@ func (l *webhookLoad) summary() string {
 		s += fmt.Sprintf(", failed attempts between %s and %s", l.firstBad.Format("15:04:05.000"), l.lastBad.Format("15:04:05.000"))
 	}
 	return s
+}
+
+// timeline lists, per second since the load's start that saw a failed
+// attempt, the answers of that second ("net" for network errors).
+func (l *webhookLoad) timeline() string {
+	l.statMu.Lock()
+	defer l.statMu.Unlock()
+	secs := make([]int, 0, len(l.perSecond))
+	for s, byCode := range l.perSecond {
+		for c := range byCode {
+			if c/100 != 2 {
+				secs = append(secs, s)
+				break
+			}
+		}
+	}
+	sort.Ints(secs)
+	var out []string
+	for _, s := range secs {
+		codes := make([]int, 0, len(l.perSecond[s]))
+		for c := range l.perSecond[s] {
+			codes = append(codes, c)
+		}
+		sort.Ints(codes)
+		var parts []string
+		for _, c := range codes {
+			name := strconv.Itoa(c)
+			if c == 0 {
+				name = "net"
+			}
+			parts = append(parts, fmt.Sprintf("%s×%d", name, l.perSecond[s][c]))
+		}
+		out = append(out, fmt.Sprintf("+%ds %s", s, strings.Join(parts, " ")))
+	}
+	return strings.Join(out, "; ")
 }
 
 // count returns how many answers had code.

@@ -83,6 +83,42 @@ func (s simClient) stats() (map[string]providerStats, error) {
 
 var providers = []string{"generic", "cinescore", "reelpulse"}
 
+// feedPaths are one small page of each provider's change feed.
+var feedPaths = map[string]string{
+	"generic":   "/providers/generic/v1/changes?page_size=1",
+	"cinescore": "/providers/cinescore/api/v2/critiques?perPage=1",
+	"reelpulse": "/providers/reelpulse/v3/changes?limit=1",
+}
+
+type drainResult struct{ sent, limited int }
+
+// drain reads every provider's feed at perSecond requests per second each
+// for d (bounded: d × perSecond × 3 requests), with the poller's key.
+func drain(sim simClient, d time.Duration, perSecond int) drainResult {
+	var r drainResult
+	tick := time.NewTicker(time.Second / time.Duration(perSecond))
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		<-tick.C
+		for _, p := range providers {
+			req, _ := http.NewRequest(http.MethodGet, sim.url+feedPaths[p], nil)
+			req.Header.Set("Authorization", "Bearer sim-key")
+			res, err := sim.client.Do(req)
+			if err != nil {
+				continue
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			r.sent++
+			if res.StatusCode == http.StatusTooManyRequests {
+				r.limited++
+			}
+		}
+	}
+	return r
+}
+
 // Scenario 5: the simulator's catalogue changes (most of them poll-only)
 // while one provider's API is down, then while every provider's API is in
 // a 429 storm (limit 0.25 request/s) and one answers 500 to a third of its
@@ -195,7 +231,11 @@ func TestFaultProviderOutage(t *testing.T) {
 		}
 		sim.faults(t, p, f)
 	}
-	time.Sleep(stormFor)
+	// Another client with the same key drains every bucket at 4 requests/s
+	// each: the poller meets real 429s with Retry-After, not only the
+	// lower limit it can follow from the headers.
+	drained := drain(sim, stormFor, 4)
+	t.Logf("a second client sent %d requests during the storm (%d answered 429)", drained.sent, drained.limited)
 	for _, p := range providers {
 		sim.faults(t, p, map[string]any{})
 	}

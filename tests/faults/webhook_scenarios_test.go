@@ -54,6 +54,9 @@ func webhookScenario(t *testing.T, e *env, processors int, cfg loadConfig, fault
 	fault(pl, start, rng)
 	<-done
 	t.Logf("load done after %s: %s", time.Since(start).Round(time.Millisecond), load.summary())
+	if tl := load.timeline(); tl != "" {
+		t.Logf("seconds with failed attempts: %s", tl)
+	}
 	took := e.settle(t, 3*time.Minute)
 	t.Logf("settled (processor and sink lag 0) %s after the load", took.Round(time.Millisecond))
 	e.check(t, m)
