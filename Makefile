@@ -30,10 +30,10 @@ unit:
 
 ## lint: gofmt and go vet
 lint:
-	@test -z "$$(gofmt -l pkg services tests)" || { gofmt -l pkg services tests; echo "gofmt: files above need formatting"; exit 1; }
+	@test -z "$$(gofmt -l pkg services tests bench schemas)" || { gofmt -l pkg services tests bench schemas; echo "gofmt: files above need formatting"; exit 1; }
 	go vet $(MODULES)
 
-## bench: the load benchmark (issue 7: not built yet)
+## bench: the load benchmark (bench/README.md): a table, bench/results/*.json and PNG charts
 bench: build
 	@scripts/bench.sh
 

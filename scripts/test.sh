@@ -7,7 +7,7 @@ trap stack_down EXIT
 
 cd "$ROOT"
 say "lint: gofmt and go vet"
-unformatted=$(gofmt -l pkg services tests)
+unformatted=$(gofmt -l pkg services tests bench schemas)
 [[ -z $unformatted ]] || die "gofmt: these files need formatting: $unformatted"
 MODULES=$(go list -m -f '{{.Path}}/...')
 # shellcheck disable=SC2086

@@ -21,7 +21,6 @@ import (
 // same dead letters at once ("reviewctl-redrive").
 const redriveLock int64 = 0x7265766965770030
 
-
 // redrivePlan is what redriving one dead letter sends, or why it cannot.
 type redrivePlan struct {
 	dl       envelope.DeadLetter

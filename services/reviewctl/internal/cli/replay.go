@@ -21,7 +21,6 @@ func init() {
 	register("replay", "re-drive raw events of a time window through processing (--from T [--to T] [--provider P])", runReplay)
 }
 
-
 // replayEventID derives a replayed copy's event id from the original's, so
 // replaying a window twice yields the same ids.
 func replayEventID(original string) string {
