@@ -118,6 +118,7 @@ func TestFaultBrokerKill(t *testing.T) {
 			e.kafkaNode(t, "start-node", n)
 		}
 	})
+	probe := e.probeTopic(t)
 	webhookScenario(t, e, 1, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
 		nodes := rng.Perm(3)
 		window := cfg.duration / time.Duration(rounds)
@@ -141,6 +142,9 @@ func TestFaultBrokerKill(t *testing.T) {
 			back := time.Now()
 			e.waitBrokers(t, 2*time.Minute)
 			e.waitFullISR(t, 2*time.Minute)
+			writable := e.waitWritable(t, probe, 2*time.Minute)
+			t.Logf("+%s a fresh acks=all producer writes every partition again (%s after the start)",
+				time.Since(start).Round(time.Millisecond), writable.Round(time.Millisecond))
 			for _, n := range victims {
 				delete(down, n)
 			}
@@ -148,6 +152,50 @@ func TestFaultBrokerKill(t *testing.T) {
 				time.Since(start).Round(time.Millisecond), victims, time.Since(back).Round(time.Millisecond))
 		}
 	})
+}
+
+// probeTopic creates a topic (RF 3, 6 partitions) outside the pipeline,
+// for waitWritable; cleanup removes it.
+func (e *env) probeTopic(t *testing.T) string {
+	t.Helper()
+	specs := []kafkax.TopicSpec{{Topic: "faults.probe", Partitions: kafkax.DefaultPartitions, Retention: time.Hour}}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := kafkax.EnsureTopics(ctx, e.brokers, e.names, specs, replication); err != nil {
+		t.Fatalf("create probe topic: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = kafkax.DeleteTopics(ctx, e.brokers, e.names, specs)
+	})
+	return e.names.Topic("faults.probe")
+}
+
+// waitWritable waits until a new producer (fresh metadata, acks=all) writes
+// one record to every partition of topic, and returns how long it took.
+func (e *env) waitWritable(t *testing.T, topic string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topic, Balancer: &kafka.RoundRobin{},
+			RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, WriteTimeout: 3 * time.Second, MaxAttempts: 1}
+		msgs := make([]kafka.Message, kafkax.DefaultPartitions)
+		for i := range msgs {
+			msgs[i] = kafka.Message{Value: []byte("probe")}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := w.WriteMessages(ctx, msgs...)
+		cancel()
+		_ = w.Close()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("Kafka not writable with acks=all %s after the brokers' start: %v", limit, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // waitBrokers waits until the cluster's metadata lists all three brokers.
