@@ -37,6 +37,10 @@ lint:
 bench: build
 	@scripts/bench.sh
 
+## faults: the fault suite at full size on the three-broker cluster (tests/faults/README.md)
+faults: build
+	@scripts/faults.sh
+
 ## stack-up / stack-down / stack-status: the local Kafka and PostgreSQL alone
 stack-up: build
 	@scripts/kafka.sh start single >/dev/null && scripts/postgres.sh start >/dev/null && bin/reviewctl setup

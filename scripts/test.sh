@@ -21,3 +21,6 @@ mkdir -p "$ROOT/tests/artifacts"
 say "go test: unit, integration and end-to-end tests (real Kafka and PostgreSQL)"
 # shellcheck disable=SC2086
 go test -count=1 -timeout 40m ${GOTEST_FLAGS:-} $MODULES
+
+say "fault suite, CI size: three-broker cluster, kill -9, broker loss, PostgreSQL immediate restart, rebalance storm, provider outage"
+FAULTS_SIZE=ci "$ROOT/scripts/faults.sh"
