@@ -122,7 +122,8 @@ func drain(sim simClient, d time.Duration, perSecond int) drainResult {
 // Scenario 5: the simulator's catalogue changes (most of them poll-only)
 // while one provider's API is down, then while every provider's API is in
 // a 429 storm (limit 0.25 request/s) and one answers 500 to a third of its
-// requests; the poller must still bring every recorded change to the store.
+// requests, then the poller killed (-9) and restarted; the poller must still
+// bring every recorded change to the store.
 func TestFaultProviderOutage(t *testing.T) {
 	e := setup(t)
 	rng := rand.New(rand.NewPCG(e.seed, 11))
@@ -240,6 +241,14 @@ func TestFaultProviderOutage(t *testing.T) {
 		sim.faults(t, p, map[string]any{})
 	}
 	t.Logf("+%s faults cleared", time.Since(start).Round(time.Millisecond))
+	// Then the poller itself: kill -9 while it catches up (a page may be
+	// published with its cursor not yet saved), restarted shortly after.
+	sleepUntil(time.Now().Add(between(rng, 500*time.Millisecond, 2*time.Second)))
+	pollerDown := between(rng, 500*time.Millisecond, 2*time.Second)
+	t.Logf("+%s kill -9 poller; restart after %s", time.Since(start).Round(time.Millisecond), pollerDown)
+	poller.kill9()
+	time.Sleep(pollerDown)
+	poller.start(t, 60*time.Second)
 	<-loadDone
 	acked, _ := m.counts()
 	t.Logf("load done after %s: %d changes made, %d recorded by the simulator (%d also as webhooks), %d refused",
