@@ -6,6 +6,10 @@
 #   scripts/postgres.sh stop [fast|immediate]
 #   scripts/postgres.sh status
 #   scripts/postgres.sh url        print the DATABASE_URL of this cluster
+#   scripts/postgres.sh bindir     print the folder of PostgreSQL's programs
+#
+# PG_DIR (default .run/postgres) and PG_PORT choose the cluster, so a second
+# one can run beside it (the fault suite's, which it restarts at will).
 #
 # initdb refuses root, so as root the cluster belongs to the 'postgres' user.
 # The database 'reviewpipe' is owned by role 'reviewpipe' (password
@@ -13,7 +17,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_PORT=${PG_PORT:-55432}
-PGDIR=$RUN_DIR/postgres
+PGDIR=${PG_DIR:-$RUN_DIR/postgres}
 DATA=$PGDIR/data
 
 bindir() {
@@ -122,5 +126,6 @@ case ${1:-} in
   restart-immediate) stop immediate; start >/dev/null ;;
   status) status ;;
   url) url ;;
-  *) echo "usage: $0 install|start|stop [fast|immediate]|restart-immediate|status|url" >&2; exit 2 ;;
+  bindir) bindir ;;
+  *) echo "usage: $0 install|start|stop [fast|immediate]|restart-immediate|status|url|bindir" >&2; exit 2 ;;
 esac
