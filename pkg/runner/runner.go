@@ -6,11 +6,13 @@ package runner
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -53,6 +55,7 @@ type Group struct {
 	eg       *errgroup.Group
 	ctx      context.Context
 	shutdown []func(context.Context) error
+	servers  []*obs.Server
 	// Deadline bounds all shutdown steps together (default 20s).
 	Deadline time.Duration
 }
@@ -81,6 +84,27 @@ func (g *Group) Go(f func(ctx context.Context) error) {
 // OnShutdown adds a step run, in order of adding, once the group stops.
 func (g *Group) OnShutdown(f func(ctx context.Context) error) { g.shutdown = append(g.shutdown, f) }
 
+// Serve listens on addr with a mux holding /metrics, /healthz and /readyz
+// (obs.Mount) plus what routes adds (nil for none), and serves it as a
+// worker. The server is shut down after every OnShutdown step, so steps that
+// end long-lived responses (event streams) run first. It fails if addr cannot
+// be bound.
+func (g *Group) Serve(addr string, reg *prometheus.Registry, health *obs.Health, log *zap.Logger, routes func(*http.ServeMux)) error {
+	mux := http.NewServeMux()
+	obs.Mount(mux, reg, health)
+	if routes != nil {
+		routes(mux)
+	}
+	srv, err := obs.Listen(addr, mux)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", srv.Addr()))
+	g.servers = append(g.servers, srv)
+	g.Go(func(context.Context) error { return srv.Serve() })
+	return nil
+}
+
 // Wait blocks until ctx ends or a worker fails, runs the shutdown steps,
 // waits for every worker, and returns the first worker error or shutdown error.
 func (g *Group) Wait() error {
@@ -94,6 +118,11 @@ func (g *Group) Wait() error {
 	var errs []error
 	for _, f := range g.shutdown {
 		if err := f(sctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, srv := range g.servers {
+		if err := srv.Shutdown(sctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 
 	"go.uber.org/zap"
 
@@ -50,20 +49,12 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	health := &obs.Health{}
 	health.Add("kafka", obs.KafkaCheck(common.Brokers))
 	health.Add("postgres", obs.PostgresCheck(db))
-	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
-	a.Routes(mux)
-	srv, err := obs.Listen(addr, mux)
-	if err != nil {
+	g := runner.NewGroup(ctx)
+	if err := g.Serve(addr, reg, health, log, a.Routes); err != nil {
 		return err
 	}
-	log.Info("listening", zap.String("addr", srv.Addr()))
-
-	g := runner.NewGroup(ctx)
-	g.Go(func(context.Context) error { return srv.Serve() })
 	// Cancelling stops fetching; a batch in flight either commits its
 	// transaction or rolls back and comes again.
 	g.Go(a.Run)
-	g.OnShutdown(srv.Shutdown)
 	return g.Wait()
 }

@@ -74,21 +74,13 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	health.Add("postgres", obs.PostgresCheck(db))
 	health.Add("kafka", obs.KafkaCheck(common.Brokers))
 	health.Add("live_updates", api.LiveUpdatesReady)
-	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
-	mux.Handle("/", api.Handler())
-	srv, err := obs.Listen(addr, mux)
-	if err != nil {
+	g := runner.NewGroup(ctx)
+	if err := g.Serve(addr, reg, health, log, func(mux *http.ServeMux) { mux.Handle("/", api.Handler()) }); err != nil {
 		return err
 	}
-	log.Info("listening", zap.String("addr", srv.Addr()))
-
-	g := runner.NewGroup(ctx)
-	g.Go(func(context.Context) error { return srv.Serve() })
 	g.Go(func(ctx context.Context) error { return api.RunListener(ctx, common.DatabaseURL) })
 	// End the event streams first (they never finish by themselves), then
 	// stop taking requests and let in-flight ones finish.
 	g.OnShutdown(api.CloseStreams)
-	g.OnShutdown(srv.Shutdown)
 	return g.Wait()
 }

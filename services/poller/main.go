@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 
 	"go.uber.org/zap"
 
@@ -50,16 +49,10 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	health := &obs.Health{}
 	health.Add("kafka", obs.KafkaCheck(s.common.Brokers))
 	health.Add("postgres", st.Ping)
-	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
-	srv, err := obs.Listen(s.addr, mux)
-	if err != nil {
+	g := runner.NewGroup(ctx)
+	if err := g.Serve(s.addr, reg, health, log, nil); err != nil {
 		return err
 	}
-	log.Info("listening", zap.String("addr", srv.Addr()))
-
-	g := runner.NewGroup(ctx)
-	g.Go(func(context.Context) error { return srv.Serve() })
 	// Workers stop with the group's context: the pollers finish the page in
 	// hand (its Kafka write runs to its own deadline) and release their
 	// leases; the consumer commits only what it queued. Then the deferred
@@ -73,6 +66,5 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 			Log:     log,
 		})
 	})
-	g.OnShutdown(srv.Shutdown)
 	return g.Wait()
 }

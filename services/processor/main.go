@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 
 	"go.uber.org/zap"
 
@@ -52,20 +51,13 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	}
 	health := &obs.Health{}
 	health.Add("kafka", obs.KafkaCheck(common.Brokers))
-	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
-	srv, err := obs.Listen(addr, mux)
-	if err != nil {
+	g := runner.NewGroup(ctx)
+	if err := g.Serve(addr, reg, health, log, nil); err != nil {
 		return err
 	}
-	log.Info("listening", zap.String("addr", srv.Addr()))
-
-	g := runner.NewGroup(ctx)
-	g.Go(func(context.Context) error { return srv.Serve() })
 	// Cancelling the group's context stops fetching; each partition's
 	// worker finishes or abandons its batch (uncommitted, so it comes
 	// again), then the consumer group leaves.
 	g.Go(p.Run)
-	g.OnShutdown(srv.Shutdown)
 	return g.Wait()
 }

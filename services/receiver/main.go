@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,19 +58,11 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	}
 	health := &obs.Health{}
 	health.Add("kafka", obs.KafkaCheck(common.Brokers))
-	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
-	rc.Routes(mux)
-	srv, err := obs.Listen(addr, mux)
-	if err != nil {
+	g := runner.NewGroup(ctx)
+	if err := g.Serve(addr, reg, health, log, rc.Routes); err != nil {
 		return err
 	}
-	log.Info("listening", zap.String("addr", srv.Addr()))
-
-	g := runner.NewGroup(ctx)
-	g.Go(func(context.Context) error { return srv.Serve() })
 	// Stop taking deliveries, let in-flight ones finish their Kafka
 	// writes, then the deferred closes flush the writers.
-	g.OnShutdown(srv.Shutdown)
 	return g.Wait()
 }

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -77,19 +76,11 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	obs.Mount(mux, reg, &obs.Health{})
-	sim.Routes(mux)
-	srv, err := obs.Listen(addr, mux)
-	if err != nil {
+	g := runner.NewGroup(ctx)
+	if err := g.Serve(addr, reg, &obs.Health{}, log, sim.Routes); err != nil {
 		return err
 	}
-	log.Info("listening", zap.String("addr", srv.Addr()))
-
-	g := runner.NewGroup(ctx)
-	g.Go(func(context.Context) error { return srv.Serve() })
 	g.Go(sim.Trickle)
 	g.Go(sender.Run)
-	g.OnShutdown(srv.Shutdown)
 	return g.Wait()
 }

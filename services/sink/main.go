@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,20 +69,13 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	health := &obs.Health{}
 	health.Add("postgres", obs.PostgresCheck(db))
 	health.Add("kafka", obs.KafkaCheck(common.Brokers))
-	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
-	srv, err := obs.Listen(addr, mux)
-	if err != nil {
+	g := runner.NewGroup(ctx)
+	if err := g.Serve(addr, reg, health, log, nil); err != nil {
 		return err
 	}
-	log.Info("listening", zap.String("addr", srv.Addr()))
-
-	g := runner.NewGroup(ctx)
-	g.Go(func(context.Context) error { return srv.Serve() })
 	// RunGroup returns once ctx ends and the in-flight batch's
 	// transaction has finished or rolled back; the deferred closes then
 	// flush the dead-letter writer and close the pool.
 	g.Go(sink.Run)
-	g.OnShutdown(srv.Shutdown)
 	return g.Wait()
 }
