@@ -59,19 +59,30 @@ func (s *Store) QueueBackfill(ctx context.Context, b Backfill, failure string) (
 // NextBackfill returns provider's oldest unfinished backfill (a running one
 // first, so a job taken over from a lost lease resumes), or nil.
 func (s *Store) NextBackfill(ctx context.Context, provider string) (*Backfill, error) {
+	b, err := s.queryBackfill(ctx, `provider = $1 AND status IN ('queued', 'running')
+		ORDER BY status = 'running' DESC, requested_at, request_id LIMIT 1`, provider)
+	if err != nil {
+		return nil, fmt.Errorf("next backfill of %s: %w", provider, err)
+	}
+	return b, nil
+}
+
+// backfillColumns are read by queryBackfill in this order.
+const backfillColumns = `request_id, provider, since, status, pages, events, cursor, error, requested_at, requested_by, started_at`
+
+// queryBackfill reads the first backfill_jobs row matching where (with its
+// ORDER BY and LIMIT), or nil when none does.
+func (s *Store) queryBackfill(ctx context.Context, where string, args ...any) (*Backfill, error) {
 	b := &Backfill{}
 	var since, started *time.Time
 	var cursor, errText *string
-	err := s.db.QueryRow(ctx, `
-		SELECT request_id, provider, since, status, pages, events, cursor, error, requested_at, requested_by, started_at
-		FROM backfill_jobs WHERE provider = $1 AND status IN ('queued', 'running')
-		ORDER BY status = 'running' DESC, requested_at, request_id LIMIT 1`, provider).Scan(
+	err := s.db.QueryRow(ctx, `SELECT `+backfillColumns+` FROM backfill_jobs WHERE `+where, args...).Scan(
 		&b.RequestID, &b.Provider, &since, &b.Status, &b.Pages, &b.Events, &cursor, &errText, &b.RequestedAt, &b.RequestedBy, &started)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("next backfill of %s: %w", provider, err)
+		return nil, err
 	}
 	if since != nil {
 		b.Since = *since
@@ -145,30 +156,9 @@ func (s *Store) FinishBackfill(ctx context.Context, holder string, b *Backfill, 
 
 // GetBackfill returns a job by request id, or nil.
 func (s *Store) GetBackfill(ctx context.Context, requestID string) (*Backfill, error) {
-	b := &Backfill{}
-	var since, started *time.Time
-	var cursor, errText *string
-	err := s.db.QueryRow(ctx, `
-		SELECT request_id, provider, since, status, pages, events, cursor, error, requested_at, requested_by, started_at
-		FROM backfill_jobs WHERE request_id = $1`, requestID).Scan(
-		&b.RequestID, &b.Provider, &since, &b.Status, &b.Pages, &b.Events, &cursor, &errText, &b.RequestedAt, &b.RequestedBy, &started)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+	b, err := s.queryBackfill(ctx, `request_id = $1`, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("read backfill %s: %w", requestID, err)
-	}
-	if since != nil {
-		b.Since = *since
-	}
-	if started != nil {
-		b.StartedAt = *started
-	}
-	if cursor != nil {
-		b.Cursor = *cursor
-	}
-	if errText != nil {
-		b.Error = *errText
 	}
 	return b, nil
 }
