@@ -153,36 +153,25 @@ func typed(cols [][]any) []any {
 	for i, c := range cols {
 		switch c[0].(type) {
 		case string:
-			s := make([]string, len(c))
-			for j, v := range c {
-				s[j] = v.(string)
-			}
-			out[i] = s
+			out[i] = column[string](c)
 		case int16:
-			s := make([]int16, len(c))
-			for j, v := range c {
-				s[j] = v.(int16)
-			}
-			out[i] = s
+			out[i] = column[int16](c)
 		case int64:
-			s := make([]int64, len(c))
-			for j, v := range c {
-				s[j] = v.(int64)
-			}
-			out[i] = s
+			out[i] = column[int64](c)
 		case bool:
-			s := make([]bool, len(c))
-			for j, v := range c {
-				s[j] = v.(bool)
-			}
-			out[i] = s
+			out[i] = column[bool](c)
 		case time.Time:
-			s := make([]time.Time, len(c))
-			for j, v := range c {
-				s[j] = v.(time.Time)
-			}
-			out[i] = s
+			out[i] = column[time.Time](c)
 		}
 	}
 	return out
+}
+
+// column converts one column of values, all of type T, to a []T.
+func column[T any](c []any) []T {
+	s := make([]T, len(c))
+	for j, v := range c {
+		s[j] = v.(T)
+	}
+	return s
 }
