@@ -63,7 +63,7 @@ func TestWebPageInChromium(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profileDir(t)),
 		chromedp.WindowSize(1280, 900),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -149,6 +149,29 @@ func TestWebPageInChromium(t *testing.T) {
 }
 
 // shot saves a full-page screenshot under tests/artifacts/ (gitignored).
+// profileDir is Chromium's user data directory for one test. It is not
+// t.TempDir: Chromium's helper processes can still be flushing the profile
+// for a moment after the browser is cancelled, and t.TempDir fails the test
+// when its removal meets a directory that is not yet empty. The removal is
+// retried for a few seconds instead, and a directory left behind is logged.
+func profileDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "reviewpipe-chromium-")
+	if err != nil {
+		t.Fatalf("chromium profile directory: %v", err)
+	}
+	t.Cleanup(func() {
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+		}
+		t.Logf("chromium profile %s left behind: %v", dir, err)
+	})
+	return dir
+}
+
 func shot(t *testing.T, ctx context.Context, name string) {
 	var png []byte
 	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
