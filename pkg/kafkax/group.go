@@ -52,6 +52,13 @@ type GroupConfig struct {
 	// (default 100ms): linger restarts with every record, so without it a
 	// steady trickle could hold a batch for MaxBatch x Linger.
 	MaxWait time.Duration
+	// CommitInterval is how often a partition's progress is committed to
+	// the group (default 1s): at most one OffsetCommit per partition per
+	// interval instead of one per batch, and the last progress is committed
+	// once the partition goes idle for an interval or is given up. A crash
+	// redelivers at most an interval of records, which every consumer here
+	// absorbs (keyed state, version guards, offsets kept in PostgreSQL).
+	CommitInterval time.Duration
 	// Lag, when set, receives each partition's lag after every batch.
 	Lag func(partition int, lag int64)
 	Log *zap.Logger
@@ -70,6 +77,9 @@ func RunGroup(ctx context.Context, cfg GroupConfig, open OpenFunc) error {
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 5 * time.Millisecond
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = time.Second
 	}
 	log := cfg.Log
 	if log == nil {
@@ -168,10 +178,12 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 		log.Error("set offset", zap.Int64("offset", start), zap.Error(err))
 		return
 	}
+	c := committer{commit: commit, partition: a.Partition, log: log, interval: cfg.CommitInterval}
+	defer c.flushLast()
 	batch := make([]kafka.Message, 0, cfg.MaxBatch)
 	for {
 		batch = batch[:0]
-		m, err := r.FetchMessage(ctx)
+		m, err := c.fetchFirst(ctx, r)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("fetch failed", zap.Error(err))
@@ -208,15 +220,79 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 			}
 		}
 		last := batch[len(batch)-1]
-		if err := commit(a.Partition, last.Offset+1); err != nil && !errors.Is(err, context.Canceled) {
-			// The work is durable; a lost commit means a redelivery that
-			// the idempotent consumers absorb.
-			log.Warn("commit offsets failed", zap.Int64("offset", last.Offset+1), zap.Error(err))
-		}
+		c.done(last.Offset + 1)
 		if cfg.Lag != nil {
 			cfg.Lag(a.Partition, max(0, last.HighWaterMark-last.Offset-1))
 		}
 	}
+}
+
+// committer commits one partition's progress at most once per interval.
+type committer struct {
+	commit    func(int, int64) error
+	partition int
+	log       *zap.Logger
+	interval  time.Duration
+	pending   int64 // next offset to commit; 0: nothing new
+	last      time.Time
+}
+
+// done records that every record before next is durable, and commits when
+// the interval since the last commit has passed.
+func (c *committer) done(next int64) {
+	c.pending = next
+	if time.Since(c.last) >= c.interval {
+		c.flush()
+	}
+}
+
+// flush commits the pending progress, if any.
+func (c *committer) flush() {
+	if c.pending == 0 {
+		return
+	}
+	if err := c.commit(c.partition, c.pending); err != nil && !errors.Is(err, context.Canceled) {
+		// The work is durable; a lost commit means a redelivery that the
+		// idempotent consumers absorb.
+		c.log.Warn("commit offsets failed", zap.Int64("offset", c.pending), zap.Error(err))
+	}
+	c.pending, c.last = 0, time.Now()
+}
+
+// flushLast commits the progress made before the partition is given up. It
+// may fail when the generation has already ended; the next owner then
+// re-reads at most an interval of records.
+func (c *committer) flushLast() {
+	if c.pending == 0 {
+		return
+	}
+	if err := c.commit(c.partition, c.pending); err != nil {
+		c.log.Debug("last commit before giving the partition up failed", zap.Int64("offset", c.pending), zap.Error(err))
+	}
+	c.pending = 0
+}
+
+// fetchFirst waits for the first record of the next batch. While progress is
+// pending it waits at most until the commit is due, commits, and waits on.
+func (c *committer) fetchFirst(ctx context.Context, r *kafka.Reader) (kafka.Message, error) {
+	for c.pending != 0 {
+		wait := c.interval - time.Since(c.last)
+		if wait <= 0 {
+			c.flush()
+			break
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		m, err := r.FetchMessage(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return m, err
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return m, err
+		}
+		c.flush()
+	}
+	return r.FetchMessage(ctx)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

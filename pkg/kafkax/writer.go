@@ -11,7 +11,10 @@ type WriterConfig struct {
 	Brokers []string
 	Topic   string
 	// BatchTimeout bounds how long a record waits for its batch (default
-	// 2ms; kafka-go's own default of 1s would make every write take 1s).
+	// 5ms, the Java producer's linger.ms since Kafka 4.0; kafka-go's own
+	// default of 1s would make every write take 1s). Against 2ms it cut
+	// the broker's CPU per review by about a fifth under make bench: each
+	// partition's batch is its own produce request in kafka-go.
 	BatchTimeout time.Duration
 	// WriteTimeout bounds one produce request (default 10s).
 	WriteTimeout time.Duration
@@ -26,7 +29,7 @@ type WriterConfig struct {
 // The caller closes the writer.
 func NewWriter(cfg WriterConfig) *kafka.Writer {
 	if cfg.BatchTimeout == 0 {
-		cfg.BatchTimeout = 2 * time.Millisecond
+		cfg.BatchTimeout = 5 * time.Millisecond
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 10 * time.Second

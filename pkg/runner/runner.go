@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -86,12 +87,22 @@ func (g *Group) OnShutdown(f func(ctx context.Context) error) { g.shutdown = app
 
 // Serve listens on addr with a mux holding /metrics, /healthz and /readyz
 // (obs.Mount) plus what routes adds (nil for none), and serves it as a
-// worker. The server is shut down after every OnShutdown step, so steps that
+// worker. With PPROF=true it also serves net/http/pprof under /debug/pprof/
+// (off by default: profiles reveal internals, and the receiver's port faces
+// providers). The server is shut down after every OnShutdown step, so steps that
 // end long-lived responses (event streams) run first. It fails if addr cannot
 // be bound.
 func (g *Group) Serve(addr string, reg *prometheus.Registry, health *obs.Health, log *zap.Logger, routes func(*http.ServeMux)) error {
 	mux := http.NewServeMux()
 	obs.Mount(mux, reg, health)
+	if (&config.Env{}).Bool("PPROF", false) {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		log.Warn("pprof enabled on /debug/pprof/ (PPROF=true)")
+	}
 	if routes != nil {
 		routes(mux)
 	}

@@ -73,6 +73,7 @@ func run() error {
 	budget := fs.Duration("budget", 5*time.Minute, "stop starting runs when the next one would end past this")
 	binDir := fs.String("bin", "bin", "where make build put the services")
 	out := fs.String("out", "bench/results", "where to write <time>.json")
+	profDir := fs.String("pprof", "", "write CPU profiles of receiver, processor and sink over each max phase into this folder (go tool pprof)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func run() error {
 			r, err := load.Do(ctx, load.Config{
 				Brokers: strings.Split(brokers, ","), DatabaseURL: dbURL, BinDir: *binDir,
 				K: sc.K, Workers: sc.Workers, Load: *loadDur, Steady: *steady, Rate: *rate,
-				ReadRate: *readRate, ReadIngest: *readIngest, Ceiling: *ceiling, Drain: *drain, Log: logf,
+				ReadRate: *readRate, ReadIngest: *readIngest, Ceiling: *ceiling, Drain: *drain, ProfileDir: *profDir, Log: logf,
 			})
 			perRun = max(perRun, time.Since(t0))
 			if err != nil {

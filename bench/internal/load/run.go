@@ -3,9 +3,12 @@ package load
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,6 +31,7 @@ type Config struct {
 	ReadIngest  float64       // webhook rate in the read phase, a fraction of the maximum
 	Ceiling     time.Duration // each ceiling's duration
 	Drain       time.Duration // longest wait for the store to catch up
+	ProfileDir  string        // when set, CPU profiles of the max phase go here
 	Log         func(format string, args ...any)
 }
 
@@ -71,17 +75,23 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	key := []byte("bench-webhook-key-0123456789abcdef")
 	secret := webhook.FormatSecret(key)
 	secrets := []string{"WEBHOOK_SECRET_GENERIC=" + secret, "WEBHOOK_SECRET_CINESCORE=" + secret, "WEBHOOK_SECRET_REELPULSE=" + secret}
-	rcv, err := sl.Start(ctx, cfg.BinDir, "receiver", "RECEIVER_ADDR", secrets...)
+	var extra []string
+	if cfg.ProfileDir != "" {
+		extra = append(extra, "PPROF=true")
+	}
+	rcv, err := sl.Start(ctx, cfg.BinDir, "receiver", "RECEIVER_ADDR", append(secrets, extra...)...)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := sl.Start(ctx, cfg.BinDir, "processor", "PROCESSOR_ADDR"); err != nil {
+	proc, err := sl.Start(ctx, cfg.BinDir, "processor", "PROCESSOR_ADDR", extra...)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := sl.Start(ctx, cfg.BinDir, "sink", "SINK_ADDR"); err != nil {
+	sink, err := sl.Start(ctx, cfg.BinDir, "sink", "SINK_ADDR", extra...)
+	if err != nil {
 		return nil, err
 	}
-	api, err := sl.Start(ctx, cfg.BinDir, "api", "API_ADDR")
+	api, err := sl.Start(ctx, cfg.BinDir, "api", "API_ADDR", extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +109,7 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	logf("  max phase: %d senders, %d review(s) per delivery, %s", cfg.Workers, cfg.K, cfg.Load)
 	a := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "max", Client: client}
 	rows := sampleRows(ctx, sl, cfg.Load+time.Second)
+	profiled := profile(cfg.ProfileDir, cfg.Load, rcv, proc, sink)
 	cpu0, busy0 := sl.CPUSeconds(), machineBusy()
 	start := time.Now()
 	samples := a.ClosedLoop(ctx, cfg.Workers, cfg.Load)
@@ -121,6 +132,9 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 		}
 	}
 	r.Rows = <-rows
+	for _, err := range <-profiled {
+		logf("  profile: %v", err)
+	}
 	r.MaxWebhooks = Summarize(samples)
 	r.MaxLatency = perSecondP99(samples)
 	m["max_accepted_reviews_per_s"] = float64(accepted) / sendTime.Seconds()
@@ -131,9 +145,10 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	}
 	m["rows_per_s_to_drained"] = float64(n) / elapsed
 	m["drain_s"] = elapsed - sendTime.Seconds()
-	logf("  max phase: %.0f reviews/s accepted, %.0f rows/s sustained into PostgreSQL, drained %.1fs after the last send; CPU cores: machine %.2f, loadgen %.2f, receiver %.2f, processor %.2f, sink %.2f",
+	logf("  max phase: %.0f reviews/s accepted, %.0f rows/s sustained into PostgreSQL, drained %.1fs after the last send; CPU cores: machine %.2f, loadgen %.2f, receiver %.2f, processor %.2f, sink %.2f, kafka %.2f, postgres %.2f, others %.2f",
 		m["max_accepted_reviews_per_s"], m["rows_per_s_sustained"], m["drain_s"], m["max_cpu_cores_machine"],
-		m["max_cpu_cores_loadgen"], m["max_cpu_cores_receiver"], m["max_cpu_cores_processor"], m["max_cpu_cores_sink"])
+		m["max_cpu_cores_loadgen"], m["max_cpu_cores_receiver"], m["max_cpu_cores_processor"], m["max_cpu_cores_sink"],
+		m["max_cpu_cores_kafka"], m["max_cpu_cores_postgres"], m["max_cpu_cores_others"])
 	maxRate := min(m["rows_per_s_sustained"], m["max_accepted_reviews_per_s"])
 	want := accepted
 
@@ -318,4 +333,62 @@ func ratio(a, b int) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
+}
+
+// profile fetches a CPU profile of the phase (its length less a second, so
+// it ends inside it) from each process's /debug/pprof/profile into
+// dir/<name>-<time>.pprof, when dir is set. The channel yields the errors.
+func profile(dir string, phase time.Duration, procs ...*stack.Proc) <-chan []error {
+	out := make(chan []error, 1)
+	if dir == "" {
+		out <- nil
+		return out
+	}
+	secs := max(1, int((phase-time.Second)/time.Second))
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	go func() {
+		var (
+			mu   sync.Mutex
+			errs []error
+			wg   sync.WaitGroup
+		)
+		for _, p := range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				path := filepath.Join(dir, p.Name+"-"+stamp+".pprof")
+				if err := fetchProfile(p.URL()+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		out <- errs
+	}()
+	return out
+}
+
+func fetchProfile(url, path string) error {
+	res, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

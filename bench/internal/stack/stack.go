@@ -243,6 +243,42 @@ func (s *Slice) CPUSeconds() map[string]float64 {
 	if v, ok := procCPU("/proc/self/stat"); ok {
 		out["loadgen"] = v
 	}
+	for name, v := range infraCPU() {
+		out[name] = v
+	}
+	return out
+}
+
+// infraCPU sums the CPU time of the machine's Kafka brokers (a JVM running
+// kafka.Kafka) and PostgreSQL processes (the postmaster and its backends)
+// under "kafka" and "postgres". A backend that exits between two readings
+// takes its time with it, so the postgres figure is a lower bound.
+func infraCPU() map[string]float64 {
+	out := map[string]float64{}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		base := "/proc/" + d.Name()
+		var name string
+		if comm, err := os.ReadFile(base + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			name = "postgres"
+		} else if comm := strings.TrimSpace(string(comm)); comm == "java" {
+			if cmd, err := os.ReadFile(base + "/cmdline"); err == nil && strings.Contains(string(cmd), "kafka.Kafka") {
+				name = "kafka"
+			}
+		}
+		if name == "" {
+			continue
+		}
+		if v, ok := procCPU(base + "/stat"); ok {
+			out[name] += v
+		}
+	}
 	return out
 }
 
