@@ -168,9 +168,9 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 		Brokers:   cfg.Brokers,
 		Topic:     a.Topic,
 		Partition: a.Partition,
-		MinBytes:  1,
+		MinBytes:  16 << 10,
 		MaxBytes:  8 << 20,
-		MaxWait:   100 * time.Millisecond,
+		MaxWait:   40 * time.Millisecond,
 		// Read-committed is irrelevant (no transactions); keep defaults.
 	})
 	defer r.Close()

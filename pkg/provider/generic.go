@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -57,29 +58,51 @@ const (
 	GenericDeleted  = "review.deleted"
 )
 
+// genericBody is a delivery: one event, or {"events": [...]}. Decoding it
+// once gives both shapes (a single event fills the embedded fields), so a
+// single-event delivery is scanned once, not four times.
+type genericBody struct {
+	Events json.RawMessage `json:"events"`
+	GenericEvent
+}
+
 // Split implements Adapter.
 func (g Generic) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)
-	if !json.Valid(trimmed) {
-		return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
+	var b genericBody
+	if err := json.Unmarshal(trimmed, &b); err != nil {
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syntax) || len(trimmed) == 0:
+			return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
+		case errors.As(err, &typ) && typ.Field == "":
+			return nil, Errorf(ReasonUnknownShape, "body must be a JSON object")
+		case b.Events == nil:
+			// One event whose fields have the wrong types.
+			return nil, Errorf(ReasonUnknownShape, "event 0: event does not match the generic shape: %v", err)
+		}
+		// A batch: its events are decoded one by one below, and fields
+		// beside "events" do not matter.
 	}
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &probe); err != nil {
-		return nil, Errorf(ReasonUnknownShape, "body must be a JSON object")
+	if b.Events == nil {
+		if err := checkGenericType(b.GenericEvent); err != nil {
+			return nil, prefixErr(err, "event 0: ")
+		}
+		if _, err := g.normalizeEvent(b.GenericEvent, time.Time{}); err != nil {
+			return nil, prefixErr(err, "event 0: ")
+		}
+		return []Change{{ReviewID: b.Data.ReviewID, Payload: trimmed}}, nil
 	}
 	var raws []json.RawMessage
-	if evs, ok := probe["events"]; ok {
-		if err := json.Unmarshal(evs, &raws); err != nil {
-			return nil, Errorf(ReasonUnknownShape, `"events" must be an array of events`)
-		}
-		if len(raws) == 0 {
-			return nil, Errorf(ReasonUnknownShape, `"events" is empty`)
-		}
-		if len(raws) > MaxEventsPerDelivery {
-			return nil, Errorf(ReasonTooManyEvents, "%d events in one delivery, at most %d", len(raws), MaxEventsPerDelivery)
-		}
-	} else {
-		raws = []json.RawMessage{trimmed}
+	if err := json.Unmarshal(b.Events, &raws); err != nil {
+		return nil, Errorf(ReasonUnknownShape, `"events" must be an array of events`)
+	}
+	if len(raws) == 0 {
+		return nil, Errorf(ReasonUnknownShape, `"events" is empty`)
+	}
+	if len(raws) > MaxEventsPerDelivery {
+		return nil, Errorf(ReasonTooManyEvents, "%d events in one delivery, at most %d", len(raws), MaxEventsPerDelivery)
 	}
 	out := make([]Change, 0, len(raws))
 	for i, raw := range raws {
@@ -106,17 +129,21 @@ func (g Generic) Normalize(payload []byte, ingestedAt time.Time) (review.Event, 
 
 func decodeGeneric(raw []byte) (GenericEvent, error) {
 	var ev GenericEvent
-	if !json.Valid(raw) {
-		return ev, Errorf(ReasonNotJSON, "event is not valid JSON")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&ev); err != nil {
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || len(bytes.TrimSpace(raw)) == 0 {
+			return ev, Errorf(ReasonNotJSON, "event is not valid JSON")
+		}
 		return ev, Errorf(ReasonUnknownShape, "event does not match the generic shape: %v", err)
 	}
+	return ev, checkGenericType(ev)
+}
+
+func checkGenericType(ev GenericEvent) error {
 	if ev.Type != GenericUpserted && ev.Type != GenericDeleted {
-		return ev, Errorf(ReasonUnknownShape, "type %q is neither %q nor %q", ev.Type, GenericUpserted, GenericDeleted)
+		return Errorf(ReasonUnknownShape, "type %q is neither %q nor %q", ev.Type, GenericUpserted, GenericDeleted)
 	}
-	return ev, nil
+	return nil
 }
 
 func (g Generic) normalizeEvent(ev GenericEvent, ingestedAt time.Time) (review.Event, error) {

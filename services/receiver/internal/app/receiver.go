@@ -113,6 +113,15 @@ func (rc *Receiver) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /webhooks/{provider}", rc.handle)
 }
 
+// delivered is the body of a 200: the delivery is stored ("accepted") or
+// was already ("duplicate").
+type delivered struct {
+	Status    string   `json:"status"`
+	WebhookID string   `json:"webhook_id"`
+	Events    int      `json:"events,omitempty"`
+	EventIDs  []string `json:"event_ids,omitempty"`
+}
+
 // answer is one outcome of a delivery.
 type answer struct {
 	code       int
@@ -183,7 +192,7 @@ func (rc *Receiver) deliver(r *http.Request, name string, adapter provider.Adapt
 	}
 	if rc.seen.Has(name + "\x00" + deliveryID) {
 		rc.m.duplicates.WithLabelValues(name).Inc()
-		return answer{code: http.StatusOK, body: map[string]any{"status": "duplicate", "webhook_id": deliveryID}}
+		return answer{code: http.StatusOK, body: delivered{Status: "duplicate", WebhookID: deliveryID}}
 	}
 	accepted := rc.now()
 	changes, err := adapter.Split(body)
@@ -214,7 +223,7 @@ func (rc *Receiver) deliver(r *http.Request, name string, adapter provider.Adapt
 	}
 	rc.seen.Add(name + "\x00" + deliveryID)
 	rc.m.events.WithLabelValues(name).Add(float64(len(msgs)))
-	return answer{code: http.StatusOK, body: map[string]any{"status": "accepted", "webhook_id": deliveryID, "events": len(msgs), "event_ids": ids}}
+	return answer{code: http.StatusOK, body: delivered{Status: "accepted", WebhookID: deliveryID, Events: len(msgs), EventIDs: ids}}
 }
 
 // deadLetter keeps a signed but unusable body on reviews.dlq.v1 and answers
