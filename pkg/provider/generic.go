@@ -59,11 +59,26 @@ const (
 )
 
 // genericBody is a delivery: one event, or {"events": [...]}. Decoding it
-// once gives both shapes (a single event fills the embedded fields), so a
-// single-event delivery is scanned once, not four times.
+// once gives both shapes (a single event fills the embedded fields; each
+// item of a batch decodes itself), where taking the body apart with
+// json.RawMessage scanned every event four to six times.
 type genericBody struct {
-	Events json.RawMessage `json:"events"`
+	Events *[]genericItem `json:"events"`
 	GenericEvent
+}
+
+// genericItem is one event of a batch with its own bytes, the payload it
+// is published with, and its decoding error, reported with its index.
+type genericItem struct {
+	raw json.RawMessage
+	ev  GenericEvent
+	err error
+}
+
+func (it *genericItem) UnmarshalJSON(b []byte) error {
+	it.raw = append(json.RawMessage(nil), b...)
+	it.ev, it.err = decodeGeneric(it.raw)
+	return nil
 }
 
 // Split implements Adapter.
@@ -78,12 +93,13 @@ func (g Generic) Split(body []byte) ([]Change, error) {
 			return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
 		case errors.As(err, &typ) && typ.Field == "":
 			return nil, Errorf(ReasonUnknownShape, "body must be a JSON object")
+		case errors.As(err, &typ) && typ.Field == "events":
+			return nil, Errorf(ReasonUnknownShape, `"events" must be an array of events`)
 		case b.Events == nil:
 			// One event whose fields have the wrong types.
 			return nil, Errorf(ReasonUnknownShape, "event 0: event does not match the generic shape: %v", err)
 		}
-		// A batch: its events are decoded one by one below, and fields
-		// beside "events" do not matter.
+		// A batch: fields beside "events" do not matter.
 	}
 	if b.Events == nil {
 		if err := checkGenericType(b.GenericEvent); err != nil {
@@ -94,26 +110,22 @@ func (g Generic) Split(body []byte) ([]Change, error) {
 		}
 		return []Change{{ReviewID: b.Data.ReviewID, Payload: trimmed}}, nil
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(b.Events, &raws); err != nil {
-		return nil, Errorf(ReasonUnknownShape, `"events" must be an array of events`)
-	}
-	if len(raws) == 0 {
+	items := *b.Events
+	if len(items) == 0 {
 		return nil, Errorf(ReasonUnknownShape, `"events" is empty`)
 	}
-	if len(raws) > MaxEventsPerDelivery {
-		return nil, Errorf(ReasonTooManyEvents, "%d events in one delivery, at most %d", len(raws), MaxEventsPerDelivery)
+	if len(items) > MaxEventsPerDelivery {
+		return nil, Errorf(ReasonTooManyEvents, "%d events in one delivery, at most %d", len(items), MaxEventsPerDelivery)
 	}
-	out := make([]Change, 0, len(raws))
-	for i, raw := range raws {
-		ev, err := decodeGeneric(raw)
-		if err != nil {
+	out := make([]Change, 0, len(items))
+	for i, it := range items {
+		if it.err != nil {
+			return nil, prefixErr(it.err, fmt.Sprintf("event %d: ", i))
+		}
+		if _, err := g.normalizeEvent(it.ev, time.Time{}); err != nil {
 			return nil, prefixErr(err, fmt.Sprintf("event %d: ", i))
 		}
-		if _, err := g.normalizeEvent(ev, time.Time{}); err != nil {
-			return nil, prefixErr(err, fmt.Sprintf("event %d: ", i))
-		}
-		out = append(out, Change{ReviewID: ev.Data.ReviewID, Payload: raw})
+		out = append(out, Change{ReviewID: it.ev.Data.ReviewID, Payload: it.raw})
 	}
 	return out, nil
 }
