@@ -35,6 +35,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		RefreshBurst:   env.Int("REFRESH_BURST", 5),
 		MaxAge:         env.Duration("CACHE_MAX_AGE", 2*time.Second),
 		Heartbeat:      env.Duration("SSE_HEARTBEAT", 15*time.Second),
+		HealthTTL:      env.Duration("PROVIDER_HEALTH_TTL", time.Second),
 		Brokers:        common.Brokers,
 		Names:          names,
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,11 @@ type Config struct {
 	// Heartbeat is the interval of SSE comments that keep idle streams
 	// open through proxies (15s).
 	Heartbeat time.Duration
+	// HealthTTL is how long the provider_health rows read for one answer
+	// serve the next ones (0: read them for every answer). The poller
+	// writes them once per sync, so a second saves a query per read
+	// without making a stale notice noticeably late.
+	HealthTTL time.Duration
 	// Brokers and Names locate the topics of the operator view.
 	Brokers []string
 	Names   kafkax.Names
@@ -113,7 +119,33 @@ type API struct {
 	hub     *hub
 	limiter *clientLimiter
 	kafka   *kafkaOffsets
+	health  healthCache
 	now     func() time.Time
+}
+
+// healthCache keeps the provider_health rows for Config.HealthTTL. Safe for
+// concurrent use; at most one read of the table is in flight.
+type healthCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	rows map[string]store.ProviderHealth
+}
+
+func (c *healthCache) get(ctx context.Context, ttl time.Duration, read func(context.Context) (map[string]store.ProviderHealth, error)) (map[string]store.ProviderHealth, error) {
+	if ttl <= 0 {
+		return read(ctx)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rows != nil && time.Since(c.at) < ttl {
+		return c.rows, nil
+	}
+	rows, err := read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.rows, c.at = rows, time.Now()
+	return rows, nil
 }
 
 // New returns the API over st, queuing refresh requests with sync.
@@ -299,7 +331,7 @@ func (a *API) providers(ctx context.Context) ([]providerView, error) {
 }
 
 func (a *API) providersAt(ctx context.Context, now time.Time) ([]providerView, error) {
-	rows, err := a.store.ProviderHealth(ctx)
+	rows, err := a.health.get(ctx, a.cfg.HealthTTL, a.store.ProviderHealth)
 	if err != nil {
 		return nil, err
 	}

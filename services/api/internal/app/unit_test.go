@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -111,5 +113,47 @@ func TestIfNoneMatch(t *testing.T) {
 		if got := matches(tc.header, `"abc"`); got != tc.want {
 			t.Errorf("If-None-Match %q: %v", tc.header, got)
 		}
+	}
+}
+
+// The provider_health rows are read once per HealthTTL, every time with a
+// TTL of 0, and a failed read is not kept.
+func TestHealthCache(t *testing.T) {
+	reads := 0
+	fail := false
+	read := func(context.Context) (map[string]store.ProviderHealth, error) {
+		reads++
+		if fail {
+			return nil, errors.New("postgres down")
+		}
+		return map[string]store.ProviderHealth{"generic": {}}, nil
+	}
+	var c healthCache
+	for range 3 {
+		if _, err := c.get(context.Background(), 0, read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads != 3 {
+		t.Fatalf("TTL 0: %d reads for 3 answers, want 3", reads)
+	}
+	reads = 0
+	for range 3 {
+		if _, err := c.get(context.Background(), time.Hour, read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("TTL 1h: %d reads for 3 answers, want 1", reads)
+	}
+	c.at = time.Now().Add(-2 * time.Hour) // expired
+	fail = true
+	if _, err := c.get(context.Background(), time.Hour, read); err == nil {
+		t.Fatal("expired entry and a failing read: no error")
+	}
+	fail = false
+	rows, err := c.get(context.Background(), time.Hour, read)
+	if err != nil || len(rows) != 1 || reads != 3 {
+		t.Fatalf("after a failed read: rows %v, err %v, %d reads; want a fresh read", rows, err, reads)
 	}
 }
