@@ -73,7 +73,7 @@ func run() error {
 	budget := fs.Duration("budget", 5*time.Minute, "stop starting runs when the next one would end past this")
 	binDir := fs.String("bin", "bin", "where make build put the services")
 	out := fs.String("out", "bench/results", "where to write <time>.json")
-	profDir := fs.String("pprof", "", "write CPU profiles of receiver, processor and sink over each max phase into this folder (go tool pprof)")
+	profDir := fs.String("pprof", "", "write CPU profiles of receiver, processor and sink over each max phase, and of the api over each idle read phase, into this folder (go tool pprof)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -217,7 +217,9 @@ var rows = []struct{ key, label, format, target string }{
 	{"max_cpu_cores_processor", "  processor", "%.2f", ""},
 	{"max_cpu_cores_sink", "  sink", "%.2f", ""},
 	{"max_cpu_cores_api", "  api", "%.2f", ""},
-	{"max_cpu_cores_others", "  Kafka, PostgreSQL and the rest", "%.2f", ""},
+	{"max_cpu_cores_kafka", "  Kafka broker", "%.2f", ""},
+	{"max_cpu_cores_postgres", "  PostgreSQL", "%.2f", ""},
+	{"max_cpu_cores_others", "  the rest of the machine", "%.2f", ""},
 	{"steady_offered_reviews_per_s", "open-loop rate (reviews/s, 80% of max)", "%.0f", ""},
 	{"webhook_p50_ms", "webhook p50 (ms)", "%.1f", ""},
 	{"webhook_p99_ms", "webhook p99 (ms)", "%.1f", "<= 20"},
@@ -231,6 +233,9 @@ var rows = []struct{ key, label, format, target string }{
 	{"read_p50_ms", "read API p50 during ingest (ms)", "%.1f", ""},
 	{"read_p99_ms", "read API p99 during ingest (ms)", "%.1f", "<= 15 at 1000/s"},
 	{"idle_read_p99_ms", "read API p99, same rate, no ingest (ms)", "%.1f", ""},
+	{"idle_read_cpu_cores_machine", "  CPU cores per 1,000 reads/s: machine", "%.2f", ""},
+	{"idle_read_cpu_cores_api", "    api", "%.2f", ""},
+	{"idle_read_cpu_cores_postgres", "    PostgreSQL", "%.2f", ""},
 	{"reconcile_records_per_s", "reconcile, whole raw log (records/s)", "%.0f", ""},
 	{"kafka_ceiling_records_per_s", "ceiling: bare kafka-go producer (records/s)", "%.0f", ""},
 	{"postgres_ceiling_rows_per_s", "ceiling: bare PostgreSQL upserts (rows/s)", "%.0f", ""},

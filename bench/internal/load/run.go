@@ -31,7 +31,7 @@ type Config struct {
 	ReadIngest  float64       // webhook rate in the read phase, a fraction of the maximum
 	Ceiling     time.Duration // each ceiling's duration
 	Drain       time.Duration // longest wait for the store to catch up
-	ProfileDir  string        // when set, CPU profiles of the max phase go here
+	ProfileDir  string        // when set, CPU profiles of the max phase (and the api's of the idle read phase) go here
 	Log         func(format string, args ...any)
 }
 
@@ -185,9 +185,26 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 
 	// Phase 3a: the reader alone, for reference (what ingest costs reads).
 	logf("  idle read phase: reader at %.0f/s, no ingest, %s", cfg.ReadRate, cfg.Steady)
+	cpu0, busy0 = sl.CPUSeconds(), machineBusy()
+	idleStart := time.Now()
+	readProfiled := profile(cfg.ProfileDir, cfg.Steady, api)
 	idle := Summarize(Reader(ctx, client, api.URL(), cfg.ReadRate, cfg.Steady))
+	for _, err := range <-readProfiled {
+		logf("  profile: %v", err)
+	}
+	// What reads cost, per 1,000 reads/s: the API, PostgreSQL, the machine.
+	per := float64(idle.Count) / time.Since(idleStart).Seconds() / 1000
+	for name, v := range sl.CPUSeconds() {
+		if name == "api" || name == "postgres" || name == "loadgen" {
+			m["idle_read_cpu_cores_"+name] = (v - cpu0[name]) / time.Since(idleStart).Seconds() / per
+		}
+	}
+	if busy0 >= 0 {
+		m["idle_read_cpu_cores_machine"] = (machineBusy() - busy0) / time.Since(idleStart).Seconds() / per
+	}
 	m["idle_read_p50_ms"], m["idle_read_p99_ms"] = idle.P50, idle.P99
-	logf("  idle read phase: read p50 %.1f ms, p99 %.1f ms", idle.P50, idle.P99)
+	logf("  idle read phase: read p50 %.1f ms, p99 %.1f ms; CPU cores per 1,000 reads/s: machine %.2f, api %.2f, postgres %.2f, loadgen %.2f",
+		idle.P50, idle.P99, m["idle_read_cpu_cores_machine"], m["idle_read_cpu_cores_api"], m["idle_read_cpu_cores_postgres"], m["idle_read_cpu_cores_loadgen"])
 
 	// Phase 3b: a reader at a fixed rate while webhooks keep coming.
 	ingest := cfg.ReadIngest * maxRate
