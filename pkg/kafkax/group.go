@@ -179,7 +179,7 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 		return
 	}
 	c := committer{commit: commit, partition: a.Partition, log: log, interval: cfg.CommitInterval}
-	defer c.flushLast()
+	defer c.flush(true)
 	batch := make([]kafka.Message, 0, cfg.MaxBatch)
 	for {
 		batch = batch[:0]
@@ -242,34 +242,32 @@ type committer struct {
 func (c *committer) done(next int64) {
 	c.pending = next
 	if time.Since(c.last) >= c.interval {
-		c.flush()
+		c.flush(false)
 	}
 }
 
-// flush commits the pending progress, if any.
-func (c *committer) flush() {
+// flush commits the pending progress, if any. The last flush, before the
+// partition is given up, may fail because the generation has already
+// ended; the next owner then re-reads at most an interval of records.
+func (c *committer) flush(last bool) {
 	if c.pending == 0 {
 		return
 	}
-	if err := c.commit(c.partition, c.pending); err != nil && !errors.Is(err, context.Canceled) {
-		// The work is durable; a lost commit means a redelivery that the
-		// idempotent consumers absorb.
-		c.log.Warn("commit offsets failed", zap.Int64("offset", c.pending), zap.Error(err))
+	c.last = time.Now()
+	err := c.commit(c.partition, c.pending)
+	switch {
+	case err == nil || last || errors.Is(err, context.Canceled):
+		// The work is durable either way; a lost commit means a
+		// redelivery that the idempotent consumers absorb.
+		if err != nil {
+			c.log.Debug("last commit before giving the partition up failed", zap.Int64("offset", c.pending), zap.Error(err))
+		}
+		c.pending = 0
+	default:
+		// Kept pending: the next batch or the idle wait tries again in
+		// an interval, so an idle partition's lag still reaches 0.
+		c.log.Warn("commit offsets failed, retrying in an interval", zap.Int64("offset", c.pending), zap.Error(err))
 	}
-	c.pending, c.last = 0, time.Now()
-}
-
-// flushLast commits the progress made before the partition is given up. It
-// may fail when the generation has already ended; the next owner then
-// re-reads at most an interval of records.
-func (c *committer) flushLast() {
-	if c.pending == 0 {
-		return
-	}
-	if err := c.commit(c.partition, c.pending); err != nil {
-		c.log.Debug("last commit before giving the partition up failed", zap.Int64("offset", c.pending), zap.Error(err))
-	}
-	c.pending = 0
 }
 
 // fetchFirst waits for the first record of the next batch. While progress is
@@ -278,7 +276,7 @@ func (c *committer) fetchFirst(ctx context.Context, r *kafka.Reader) (kafka.Mess
 	for c.pending != 0 {
 		wait := c.interval - time.Since(c.last)
 		if wait <= 0 {
-			c.flush()
+			c.flush(false)
 			break
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
@@ -290,7 +288,7 @@ func (c *committer) fetchFirst(ctx context.Context, r *kafka.Reader) (kafka.Mess
 		if !errors.Is(err, context.DeadlineExceeded) {
 			return m, err
 		}
-		c.flush()
+		c.flush(false)
 	}
 	return r.FetchMessage(ctx)
 }
