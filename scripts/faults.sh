@@ -9,14 +9,14 @@
 #   FAULTS_RUN=BrokerKill scripts/faults.sh   only scenarios matching a go test -run regexp
 #   FAULTS_SEED=1234 scripts/faults.sh        replay a schedule (each run prints its seed)
 #
-# Variables: FAULTS_PG_PORT (default 55440), FAULTS_KEEP=1 leaves the cluster
+# Variables: FAULTS_PG_PORT (default 25440), FAULTS_KEEP=1 leaves the cluster
 # and the fault PostgreSQL running afterwards. The cluster is stopped at exit
 # only when this script started it; the fault PostgreSQL always is (unless
 # FAULTS_KEEP=1).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-PG_PORT=${FAULTS_PG_PORT:-55440}
+PG_PORT=${FAULTS_PG_PORT:-25440} # outside the ephemeral range, see scripts/postgres.sh
 PGDIR=$RUN_DIR/faults-pg
 DATA=$PGDIR/data
 

@@ -2,7 +2,7 @@
 # A project-local PostgreSQL cluster from Debian's packages, no Docker.
 #
 #   scripts/postgres.sh install    apt-get install postgresql when it is missing
-#   scripts/postgres.sh start      initdb once, then start on 127.0.0.1:${PG_PORT:-55432}
+#   scripts/postgres.sh start      initdb once, then start on 127.0.0.1:${PG_PORT:-25432}
 #   scripts/postgres.sh stop [fast|immediate]
 #   scripts/postgres.sh status
 #   scripts/postgres.sh url        print the DATABASE_URL of this cluster
@@ -16,7 +16,9 @@
 # 'reviewpipe', CREATEDB so tests can make a database each).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PG_PORT=${PG_PORT:-55432}
+# Below 32768: Linux hands out 32768-60999 as ephemeral ports for outgoing
+# connections, and one of them holding the port made a start fail.
+PG_PORT=${PG_PORT:-25432}
 PGDIR=${PG_DIR:-$RUN_DIR/postgres}
 DATA=$PGDIR/data
 

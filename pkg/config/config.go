@@ -157,7 +157,7 @@ type Common struct {
 func ReadCommon(e *Env) Common {
 	return Common{
 		Brokers:        e.List("KAFKA_BROKERS", "127.0.0.1:9092"),
-		DatabaseURL:    e.String("DATABASE_URL", "postgres://reviewpipe:reviewpipe@127.0.0.1:55432/reviewpipe?sslmode=disable"),
+		DatabaseURL:    e.String("DATABASE_URL", "postgres://reviewpipe:reviewpipe@127.0.0.1:25432/reviewpipe?sslmode=disable"),
 		TopicNamespace: e.String("TOPIC_NAMESPACE", ""),
 		LogLevel:       e.String("LOG_LEVEL", "info"),
 	}
