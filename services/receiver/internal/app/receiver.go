@@ -99,6 +99,10 @@ func New(cfg Config, adapters *provider.Registry, raw, dlq Writer, log *zap.Logg
 		now:      time.Now,
 		m:        newMetrics(reg),
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reviewpipe_webhook_in_flight",
+		Help: "Deliveries being handled now; at RECEIVER_MAX_IN_FLIGHT more are answered 429.",
+	}, func() float64 { return float64(len(r.inflight)) }))
 	for _, name := range adapters.Names() {
 		if len(cfg.Keys[name]) == 0 {
 			log.Warn("no webhook secret configured: deliveries for this provider will be answered 401",

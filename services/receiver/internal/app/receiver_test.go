@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,6 +38,7 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 type fixture struct {
 	stack *testenv.Stack
 	srv   *httptest.Server
+	rc    *Receiver
 }
 
 func newFixture(t *testing.T, brokers []string, cfg Config) *fixture {
@@ -59,7 +61,7 @@ func newFixture(t *testing.T, brokers []string, cfg Config) *fixture {
 	rc.Routes(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &fixture{stack: st, srv: srv}
+	return &fixture{stack: st, srv: srv, rc: rc}
 }
 
 type delivery struct {
@@ -314,26 +316,45 @@ func TestKafkaDownAnswers503(t *testing.T) {
 
 func TestInFlightLimit(t *testing.T) {
 	f := newFixture(t, nil, Config{MaxInFlight: 1})
-	// Hold the only slot with a request whose body never finishes.
-	pr, pw := io.Pipe()
-	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/webhooks/generic", pr)
-	req.Header.Set("Content-Type", "application/json")
-	webhook.SetHeaders(req.Header, key1, "slow", time.Now(), []byte("{}"))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if res, err := http.DefaultClient.Do(req); err == nil {
-			res.Body.Close()
+	// Hold the only slot with a delivery whose body never finishes. It is
+	// written on a raw connection, so its headers reach the server now (an
+	// http.Client may keep them buffered until the body ends), and the
+	// connection is closed before the server, whose Close waits for it.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h := http.Header{}
+	webhook.SetHeaders(h, key1, "slow", time.Now(), []byte("{}"))
+	head := "POST /webhooks/generic HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
+	for k := range h {
+		head += k + ": " + h.Get(k) + "\r\n"
+	}
+	if _, err := conn.Write([]byte(head + "\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	// Only once it holds the slot: sent at once, the next delivery could
+	// take the slot first and the slow one be answered 429 instead.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := len(f.rc.inflight); n != 1 {
+			return testenv.Errorf("%d deliveries in flight, want the slow one", n)
 		}
-	}()
-	pw.Write([]byte("{"))
-	testenv.Eventually(t, 5*time.Second, func() error {
+		return nil
+	})
+	testenv.Eventually(t, 10*time.Second, func() error {
 		code, _, h := f.send(t, delivery{id: "second", body: event("x", 1)})
 		if code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
 			return testenv.Errorf("got %d, want 429 with Retry-After", code)
 		}
 		return nil
 	})
-	pw.CloseWithError(io.ErrUnexpectedEOF)
-	<-done
+	// Once the slow delivery ends, the slot is free again.
+	conn.Close()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if code, _, _ := f.send(t, delivery{id: "third", body: event("y", 1)}); code != http.StatusOK {
+			return testenv.Errorf("got %d after the slot was freed, want 200", code)
+		}
+		return nil
+	})
 }
