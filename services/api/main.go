@@ -80,6 +80,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		return err
 	}
 	g.Go(func(ctx context.Context) error { return api.RunListener(ctx, common.DatabaseURL) })
+	g.Go(api.RunDeadLetters)
 	// End the event streams first (they never finish by themselves), then
 	// stop taking requests and let in-flight ones finish.
 	g.OnShutdown(api.CloseStreams)

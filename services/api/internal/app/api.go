@@ -120,6 +120,7 @@ type API struct {
 	limiter *clientLimiter
 	kafka   *kafkaOffsets
 	health  healthCache
+	dead    deadLetters
 	now     func() time.Time
 }
 

@@ -467,3 +467,70 @@ func TestEventsWithinOneSecondOfCommit(t *testing.T) {
 }
 
 func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// The operator view counts dead letters per provider and per reason from
+// reviews.dlq.v1, including records it cannot parse, and keeps following
+// the topic.
+func TestOpsCountsDeadLettersByProvider(t *testing.T) {
+	f := newFixture(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.api.RunDeadLetters(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunDeadLetters: %v", err)
+		}
+	})
+	w := kafkax.NewWriter(kafkax.WriterConfig{Brokers: f.st.Brokers, Topic: f.st.Topic(kafkax.TopicDLQ)})
+	t.Cleanup(func() { w.Close() })
+	write := func(provider, reason string, key string) {
+		t.Helper()
+		dl := envelope.NewDeadLetter(envelope.StageProcessor, reason, fmt.Errorf("bad %s", key), key, []byte(`{}`), time.Now())
+		dl.Provider = provider
+		m, err := dl.Message()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteMessages(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cinescore", "invalid_field", "cinescore:1")
+	write("cinescore", "not_json", "cinescore:2")
+	write("generic", "invalid_field", "generic:1")
+	if err := w.WriteMessages(context.Background(), kafka.Message{Key: []byte("x"), Value: []byte("not a dead letter")}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(want map[string]int64, reasons map[string]int64, total int64) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, func() error {
+			code, _, body := get(t, "GET", f.url+"/v1/ops/providers", nil)
+			if code != http.StatusOK {
+				return fmt.Errorf("status %d: %s", code, body)
+			}
+			var ops Ops
+			if err := json.Unmarshal(body, &ops); err != nil {
+				return err
+			}
+			for _, p := range ops.Providers {
+				if p.DeadLetters != want[p.Name] {
+					return fmt.Errorf("provider %s: %d dead letters, want %d", p.Name, p.DeadLetters, want[p.Name])
+				}
+			}
+			if fmt.Sprint(ops.DeadLetters.ByProvider) != fmt.Sprint(want) || fmt.Sprint(ops.DeadLetters.ByReason) != fmt.Sprint(reasons) {
+				return fmt.Errorf("by provider %v, by reason %v; want %v, %v", ops.DeadLetters.ByProvider, ops.DeadLetters.ByReason, want, reasons)
+			}
+			if ops.DeadLetters.Total == nil || *ops.DeadLetters.Total != total {
+				return fmt.Errorf("total %v, want %d", ops.DeadLetters.Total, total)
+			}
+			return nil
+		})
+	}
+	check(map[string]int64{"cinescore": 2, "generic": 1, "unknown": 1},
+		map[string]int64{"invalid_field": 2, "not_json": 1, "unknown": 1}, 4)
+	// Later dead letters are counted as they arrive.
+	write("reelpulse", "unknown_shape", "reelpulse:1")
+	check(map[string]int64{"cinescore": 2, "generic": 1, "reelpulse": 1, "unknown": 1},
+		map[string]int64{"invalid_field": 2, "not_json": 1, "unknown": 1, "unknown_shape": 1}, 5)
+}

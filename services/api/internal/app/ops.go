@@ -26,6 +26,9 @@ type OpsProvider struct {
 	FreshnessSeconds *float64 `json:"freshness_seconds"`
 	ObjectiveSeconds float64  `json:"objective_seconds"`
 	WithinObjective  bool     `json:"within_objective"`
+	// DeadLetters counts this provider's records on reviews.dlq.v1 (see
+	// OpsDeadLetters.ByProvider).
+	DeadLetters int64 `json:"dead_letters"`
 }
 
 // OpsPartition is one partition of a consumer's lag.
@@ -47,10 +50,15 @@ type OpsConsumer struct {
 }
 
 // OpsDeadLetters counts dead letters: records held by reviews.dlq.v1
-// (end minus start offsets of its partitions) and those redriven.
+// (end minus start offsets of its partitions), those redriven, and the
+// records this api has read from the topic by provider and by reason (from
+// each partition's first retained record on, so they lag Total while it
+// catches up).
 type OpsDeadLetters struct {
-	Total    *int64 `json:"total"`
-	Redriven int64  `json:"redriven"`
+	Total      *int64           `json:"total"`
+	Redriven   int64            `json:"redriven"`
+	ByProvider map[string]int64 `json:"by_provider"`
+	ByReason   map[string]int64 `json:"by_reason"`
 }
 
 // Ops is the answer of GET /v1/ops/providers.
@@ -74,9 +82,10 @@ func (a *API) ops(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := Ops{GeneratedAt: now.UTC(), Stale: anyStale(views), Providers: []OpsProvider{}}
+	out.DeadLetters.ByProvider, out.DeadLetters.ByReason = a.dead.counts()
 	for _, v := range views {
 		p := OpsProvider{Name: v.Name, Status: v.Status, LastSuccessAt: v.LastSuccessAt, BreakerState: "unknown",
-			ObjectiveSeconds: v.Objective.Seconds(), WithinObjective: !v.Stale}
+			ObjectiveSeconds: v.Objective.Seconds(), WithinObjective: !v.Stale, DeadLetters: out.DeadLetters.ByProvider[v.Name]}
 		if v.Health != nil {
 			p.LastAttemptAt, p.LastError, p.BreakerState = v.Health.LastAttemptAt, v.Health.LastError, v.Health.BreakerState
 			if p.LastAttemptAt != nil {
