@@ -134,6 +134,12 @@ start() {
 stop() {
   layout "${1:-single}"
   local n
+  # Signal every node first: stopped one by one, the last node has lost
+  # the controller quorum (2 of 3 voters) and waits out its controlled
+  # shutdown until it is killed, 60 s later.
+  for n in "${NODES[@]}"; do
+    if pid_alive "$DIR/node-$n/pid"; then kill -TERM "$(cat "$DIR/node-$n/pid")" 2>/dev/null || true; fi
+  done
   for n in "${NODES[@]}"; do stop_pid "$DIR/node-$n/pid" "kafka node $n" 60; done
 }
 
