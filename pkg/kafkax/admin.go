@@ -21,18 +21,29 @@ func Ping(ctx context.Context, brokers []string) (int, error) {
 	return len(md.Brokers), nil
 }
 
-// WaitReady polls Ping until at least minBrokers answer or ctx ends.
+// WaitReady waits until at least minBrokers of the listed addresses answer
+// a metadata request each (all of them when fewer are listed) and the
+// cluster reports at least minBrokers brokers, or ctx ends. Asking each
+// address matters after a restart: a cluster's metadata still lists a
+// broker whose listener is not up yet until its old session expires.
 func WaitReady(ctx context.Context, brokers []string, minBrokers int) error {
 	var last error
 	for {
-		n, err := Ping(ctx, brokers)
-		if err == nil && n >= minBrokers {
+		up, registered := 0, 0
+		for _, addr := range brokers {
+			n, err := Ping(ctx, []string{addr})
+			if err != nil {
+				last = err
+				continue
+			}
+			up, registered = up+1, max(registered, n)
+		}
+		if up >= min(minBrokers, len(brokers)) && registered >= minBrokers {
 			return nil
 		}
-		if err == nil {
-			err = fmt.Errorf("%d of %d brokers up", n, minBrokers)
+		if up > 0 {
+			last = fmt.Errorf("%d of %v answer, the cluster reports %d brokers; want %d", up, brokers, registered, minBrokers)
 		}
-		last = err
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("kafka not ready: %w", last)
