@@ -40,7 +40,7 @@ func (e *env) endOffsets(ctx context.Context, topic string, partitions int) (map
 // PostgreSQL with the rows), summed over partitions.
 func (e *env) lag(ctx context.Context) (processor, sink int64, err error) {
 	n := kafkax.DefaultPartitions
-	raw, norm := e.names.Topic(kafkax.TopicRaw), e.names.Topic(kafkax.TopicNormalized)
+	raw := e.names.Topic(kafkax.TopicRaw)
 	rawEnd, err := e.endOffsets(ctx, raw, n)
 	if err != nil {
 		return 0, 0, err
@@ -70,51 +70,74 @@ func (e *env) lag(ctx context.Context) (processor, sink int64, err error) {
 	}
 	// The normalized topic's end offsets are read after the processor's
 	// commits: once the processor's lag is 0, they include its outputs.
-	normEnd, err := e.endOffsets(ctx, norm, n)
+	sink, err = e.storedLag(ctx, e.names.Group(kafkax.GroupSink))
 	if err != nil {
 		return 0, 0, err
 	}
-	stored := map[int]int64{}
-	rows, err := e.db.Query(ctx, `SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1`, norm)
+	return processor, sink, nil
+}
+
+// storedLag is the lag on reviews.normalized.v1 of a consumer that keeps
+// its offsets in PostgreSQL's consumer_offsets (the sink, analytics),
+// summed over partitions.
+func (e *env) storedLag(ctx context.Context, consumer string) (int64, error) {
+	norm := e.names.Topic(kafkax.TopicNormalized)
+	end, err := e.endOffsets(ctx, norm, kafkax.DefaultPartitions)
 	if err != nil {
-		return 0, 0, fmt.Errorf("sink offsets: %w", err)
+		return 0, err
+	}
+	stored := map[int]int64{}
+	rows, err := e.db.Query(ctx, `SELECT partition, next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2`, consumer, norm)
+	if err != nil {
+		return 0, fmt.Errorf("offsets of %s: %w", consumer, err)
 	}
 	for rows.Next() {
 		var p int
 		var next int64
 		if err := rows.Scan(&p, &next); err != nil {
 			rows.Close()
-			return 0, 0, err
+			return 0, err
 		}
-		stored[p] = max(stored[p], next)
+		stored[p] = next
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, 0, fmt.Errorf("sink offsets: %w", err)
+		return 0, fmt.Errorf("offsets of %s: %w", consumer, err)
 	}
-	for p, end := range normEnd {
-		sink += end - stored[p]
+	var lag int64
+	for p, o := range end {
+		lag += o - stored[p]
 	}
-	return processor, sink, nil
+	return lag, nil
 }
 
-// settle waits until both lags are 0 (up to limit) and returns how long it
-// took.
-func (e *env) settle(t *testing.T, limit time.Duration) time.Duration {
+// settle waits until the processor's and the sink's lags are 0, and those
+// of the other consumers named (offsets in PostgreSQL, as analytics keeps
+// them), up to limit, and returns how long it took.
+func (e *env) settle(t *testing.T, limit time.Duration, consumers ...string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var last string
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		p, s, err := e.lag(ctx)
+		others := int64(0)
+		for _, c := range consumers {
+			if err != nil {
+				break
+			}
+			var l int64
+			l, err = e.storedLag(ctx, c)
+			others += l
+		}
 		cancel()
-		if err == nil && p == 0 && s == 0 {
+		if err == nil && p == 0 && s == 0 && others == 0 {
 			return time.Since(start)
 		}
 		if err != nil {
 			last = err.Error()
 		} else {
-			last = fmt.Sprintf("processor lag %d, sink lag %d", p, s)
+			last = fmt.Sprintf("processor lag %d, sink lag %d, %v lag %d", p, s, consumers, others)
 		}
 		if time.Since(start) > limit {
 			t.Fatalf("pipeline did not settle within %s: %s", limit, last)

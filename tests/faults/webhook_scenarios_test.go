@@ -16,6 +16,20 @@ type pipeline struct {
 	receiver   *proc
 	processors []*proc
 	sink       *proc
+	// analytics and api run only when a scenario asks for them
+	// (withReaders), so other scenarios keep the machine to the write path.
+	analytics *proc
+	api       *proc
+}
+
+// withReaders starts the analytics consumer and the read API beside the
+// pipeline.
+func (pl *pipeline) withReaders(t *testing.T, e *env) {
+	t.Helper()
+	pl.analytics = newProc(t, e, "analytics", "analytics", "ANALYTICS_ADDR")
+	pl.api = newProc(t, e, "api", "api", "API_ADDR")
+	pl.analytics.start(t, 60*time.Second)
+	pl.api.start(t, 60*time.Second)
 }
 
 // startPipeline starts the receiver, processors processor instances (the
@@ -40,7 +54,15 @@ func startPipeline(t *testing.T, e *env, processors int) *pipeline {
 // then waits for the pipeline to settle and checks the store.
 func webhookScenario(t *testing.T, e *env, processors int, cfg loadConfig, fault func(pl *pipeline, start time.Time, rng *rand.Rand)) *webhookLoad {
 	t.Helper()
-	pl := startPipeline(t, e, processors)
+	return webhookScenarioOn(t, e, startPipeline(t, e, processors), cfg, fault)
+}
+
+// webhookScenarioOn is webhookScenario on a pipeline already started. With
+// analytics running, it also waits for analytics' lag and checks its
+// statistics against the store; with the api, it reads acknowledged
+// reviews back through it.
+func webhookScenarioOn(t *testing.T, e *env, pl *pipeline, cfg loadConfig, fault func(pl *pipeline, start time.Time, rng *rand.Rand)) *webhookLoad {
+	t.Helper()
 	m := newModel()
 	load := newWebhookLoad(cfg, e.seed, pl.receiver.url, m)
 	rng := rand.New(rand.NewPCG(e.seed, 7))
@@ -57,9 +79,19 @@ func webhookScenario(t *testing.T, e *env, processors int, cfg loadConfig, fault
 	if tl := load.timeline(); tl != "" {
 		t.Logf("seconds with failed attempts: %s", tl)
 	}
-	took := e.settle(t, 3*time.Minute)
-	t.Logf("settled (processor and sink lag 0) %s after the load", took.Round(time.Millisecond))
+	var consumers []string
+	if pl.analytics != nil {
+		consumers = append(consumers, e.names.Group(kafkax.GroupAnalytics))
+	}
+	took := e.settle(t, 3*time.Minute, consumers...)
+	t.Logf("settled (processor, sink %v lag 0) %s after the load", consumers, took.Round(time.Millisecond))
 	e.check(t, m)
+	if pl.analytics != nil {
+		e.checkAnalytics(t)
+	}
+	if pl.api != nil {
+		e.checkAPI(t, pl.api)
+	}
 	return load
 }
 
@@ -81,14 +113,18 @@ func defaultLoad(e *env) loadConfig {
 	}
 }
 
-// Scenario 1: kill -9 of the receiver, then the processor, then the sink,
-// each restarted after a short outage, under load.
+// Scenario 1: kill -9 of the receiver, the processor, the sink, the
+// analytics consumer and the read API in turn, each restarted after a short
+// outage, under load.
 func TestFaultServiceKill(t *testing.T) {
 	e := setup(t)
 	cfg := defaultLoad(e)
-	webhookScenario(t, e, 1, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
-		window := cfg.duration / 3
-		for i, p := range []*proc{pl.receiver, pl.processors[0], pl.sink} {
+	pl := startPipeline(t, e, 1)
+	pl.withReaders(t, e)
+	webhookScenarioOn(t, e, pl, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
+		victims := []*proc{pl.receiver, pl.processors[0], pl.sink, pl.analytics, pl.api}
+		window := cfg.duration / time.Duration(len(victims))
+		for i, p := range victims {
 			at := start.Add(time.Duration(i)*window + between(rng, window/5, window/2))
 			down := between(rng, 200*time.Millisecond, 3*time.Second)
 			sleepUntil(at)
