@@ -65,9 +65,11 @@ type providerStats struct {
 	RateLimitPerS     float64 `json:"rate_limit_per_s"`
 	FeedLength        int64   `json:"feed_length"`
 	WebhooksSentAcked struct {
-		Acked  int64 `json:"acked"`
-		Failed int64 `json:"failed"`
-		Queued int64 `json:"queued"`
+		Sent     int64 `json:"sent"`
+		Attempts int64 `json:"attempts"`
+		Acked    int64 `json:"acked"`
+		Failed   int64 `json:"failed"` // given up
+		Queued   int64 `json:"queued"`
 	} `json:"webhooks"`
 }
 
@@ -149,67 +151,11 @@ func TestFaultProviderOutage(t *testing.T) {
 	rate := pick(e, 10.0, 20.0)
 	perProvider := pick(e, 40, 80)
 	m := newModel()
-	nonce := fmt.Sprintf("%06x", rng.Uint32()&0xffffff)
-	alive := map[string]bool{}
-	var made, webhooks, refused int
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	t.Logf("changes: %.0f/s for %s over %d reviews per provider, 30%% also as webhooks", rate, duration, perProvider)
-
-	loadDone := make(chan struct{})
 	start := time.Now()
-	go func() {
-		defer close(loadDone)
-		lrng := rand.New(rand.NewPCG(e.seed, 13))
-		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-		defer tick.Stop()
-		end := time.After(duration)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-end:
-				return
-			case <-tick.C:
-			}
-			prov := providers[lrng.IntN(len(providers))]
-			i := lrng.IntN(perProvider)
-			rid := fmt.Sprintf("f%s-%d", nonce, i)
-			key := prov + ":" + rid
-			op := "upsert"
-			if alive[key] && lrng.Float64() < 0.15 {
-				op = "delete"
-			}
-			title := fmt.Sprintf("%s %d", rid, made)
-			data := map[string]any{"review_id": rid}
-			if op == "upsert" {
-				data["movie"] = map[string]any{"imdb_id": fmt.Sprintf("tt%07d", 2000000+i%20), "title": "Fault movie"}
-				data["title"] = title
-				data["author"] = "faults"
-				data["rating"] = map[string]any{"value": 1 + i%10, "scale": 10}
-			}
-			wh := lrng.Float64() < 0.3
-			var out struct {
-				ID      string `json:"id"`
-				Version int64  `json:"version"`
-			}
-			code, err := sim.post(ctx, "/control/reviews", map[string]any{"provider": prov, "op": op, "review": data, "webhook": wh}, &out)
-			made++
-			c := change{id: key, deleted: op == "delete", title: title}
-			switch {
-			case code == http.StatusOK:
-				c.id, c.version = out.ID, out.Version
-				m.ack(c)
-				alive[key] = op == "upsert"
-				if wh {
-					webhooks++
-				}
-			default:
-				refused++
-				t.Logf("simulator refused a change: %v", err)
-			}
-		}
-	}()
+	made := simChanges(ctx, t, e, sim, m, simLoad{rate: rate, duration: duration, perProvider: perProvider, webhookShare: 0.3})
 
 	// The fault schedule: one provider down, then a 429 storm on all
 	// three with errors on one, then everything back to normal.
@@ -249,32 +195,12 @@ func TestFaultProviderOutage(t *testing.T) {
 	poller.kill9()
 	time.Sleep(pollerDown)
 	poller.start(t, 60*time.Second)
-	<-loadDone
-	acked, _ := m.counts()
-	t.Logf("load done after %s: %d changes made, %d recorded by the simulator (%d also as webhooks), %d refused",
-		time.Since(start).Round(time.Millisecond), made, acked, webhooks, refused)
+	res := <-made
+	t.Logf("load done after %s: %s", time.Since(start).Round(time.Millisecond), res)
 
 	// Settled: the store equals the model (the poller must have read every
 	// change), and both lags are 0.
-	settleStart := time.Now()
-	var last []string
-	for {
-		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-		rows, err := e.storeRows(cctx)
-		ccancel()
-		if err == nil {
-			last, _ = m.verify(rows)
-			if len(last) == 0 {
-				break
-			}
-		}
-		if time.Since(settleStart) > 3*time.Minute {
-			t.Errorf("store did not converge within 3m; %d problems, first: %s", len(last), strings.Join(last[:min(5, len(last))], "; "))
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Logf("store equals the model %s after the load", time.Since(settleStart).Round(time.Millisecond))
+	t.Logf("store equals the model %s after the load", e.converge(t, m, 3*time.Minute).Round(time.Millisecond))
 	e.settle(t, time.Minute)
 	e.check(t, m)
 	if st, err := sim.stats(); err == nil {
@@ -284,5 +210,109 @@ func TestFaultProviderOutage(t *testing.T) {
 				p, s.RequestsTotal, s.RateLimitedTotal, s.ErrorsInjected, s.UnavailableTotal, s.MaxPerSecond, s.FeedLength,
 				s.WebhooksSentAcked.Acked, s.WebhooksSentAcked.Failed, s.WebhooksSentAcked.Queued)
 		}
+	}
+}
+
+// simLoad is a stream of catalogue changes made through the simulator.
+type simLoad struct {
+	rate         float64       // changes per second
+	duration     time.Duration // how long
+	perProvider  int           // distinct reviews per provider
+	webhookShare float64       // share of changes the simulator also sends as webhooks
+}
+
+// simResult counts what a simLoad made.
+type simResult struct{ made, recorded, webhooks, refused int }
+
+func (r simResult) String() string {
+	return fmt.Sprintf("%d changes made, %d recorded by the simulator (%d also as webhooks), %d refused",
+		r.made, r.recorded, r.webhooks, r.refused)
+}
+
+// simChanges makes the load's changes through the simulator's control API
+// (upserts, and 15% deletes of live reviews, over every provider), records
+// each one the simulator accepted in m, and sends the counts when done.
+func simChanges(ctx context.Context, t *testing.T, e *env, sim simClient, m *model, l simLoad) <-chan simResult {
+	out := make(chan simResult, 1)
+	nonce := fmt.Sprintf("%06x", rand.New(rand.NewPCG(e.seed, 11)).Uint32()&0xffffff)
+	go func() {
+		var r simResult
+		defer func() { out <- r }()
+		alive := map[string]bool{}
+		lrng := rand.New(rand.NewPCG(e.seed, 13))
+		tick := time.NewTicker(time.Duration(float64(time.Second) / l.rate))
+		defer tick.Stop()
+		end := time.After(l.duration)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-end:
+				return
+			case <-tick.C:
+			}
+			prov := providers[lrng.IntN(len(providers))]
+			i := lrng.IntN(l.perProvider)
+			rid := fmt.Sprintf("f%s-%d", nonce, i)
+			key := prov + ":" + rid
+			op := "upsert"
+			if alive[key] && lrng.Float64() < 0.15 {
+				op = "delete"
+			}
+			title := fmt.Sprintf("%s %d", rid, r.made)
+			data := map[string]any{"review_id": rid}
+			if op == "upsert" {
+				data["movie"] = map[string]any{"imdb_id": fmt.Sprintf("tt%07d", 2000000+i%20), "title": "Fault movie"}
+				data["title"] = title
+				data["author"] = "faults"
+				data["rating"] = map[string]any{"value": 1 + i%10, "scale": 10}
+			}
+			wh := lrng.Float64() < l.webhookShare
+			var res struct {
+				ID      string `json:"id"`
+				Version int64  `json:"version"`
+			}
+			code, err := sim.post(ctx, "/control/reviews", map[string]any{"provider": prov, "op": op, "review": data, "webhook": wh}, &res)
+			r.made++
+			c := change{id: key, deleted: op == "delete", title: title}
+			switch {
+			case code == http.StatusOK:
+				c.id, c.version = res.ID, res.Version
+				m.ack(c)
+				alive[key] = op == "upsert"
+				r.recorded++
+				if wh {
+					r.webhooks++
+				}
+			default:
+				r.refused++
+				t.Logf("simulator refused a change: %v", err)
+			}
+		}
+	}()
+	return out
+}
+
+// converge waits (up to limit) until the store equals the model, and
+// returns how long it took.
+func (e *env) converge(t *testing.T, m *model, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last []string
+	for {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rows, err := e.storeRows(cctx)
+		ccancel()
+		if err == nil {
+			last, _ = m.verify(rows)
+			if len(last) == 0 {
+				return time.Since(start)
+			}
+		}
+		if time.Since(start) > limit {
+			t.Errorf("store did not converge within %s; %d problems, first: %s", limit, len(last), strings.Join(last[:min(5, len(last))], "; "))
+			return time.Since(start)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
