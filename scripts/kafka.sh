@@ -6,6 +6,9 @@
 #   scripts/kafka.sh stop  [single|cluster3]
 #   scripts/kafka.sh status [single|cluster3]
 #   scripts/kafka.sh kill-node N        (cluster3) SIGKILL one broker, for fault tests
+#   scripts/kafka.sh pause-node N       (cluster3) SIGSTOP one broker: it holds its
+#                                       connections but answers nothing, as if cut off
+#   scripts/kafka.sh resume-node N      (cluster3) SIGCONT it
 #   scripts/kafka.sh start-node N       (cluster3) start one broker again
 #
 # single:   one broker+controller node, PLAINTEXT 127.0.0.1:${KAFKA_PORT:-9092}.
@@ -138,7 +141,10 @@ stop() {
   # the controller quorum (2 of 3 voters) and waits out its controlled
   # shutdown until it is killed, 60 s later.
   for n in "${NODES[@]}"; do
-    if pid_alive "$DIR/node-$n/pid"; then kill -TERM "$(cat "$DIR/node-$n/pid")" 2>/dev/null || true; fi
+    if pid_alive "$DIR/node-$n/pid"; then # a paused node (pause-node) must run to stop
+      kill -CONT "$(cat "$DIR/node-$n/pid")" 2>/dev/null || true
+      kill -TERM "$(cat "$DIR/node-$n/pid")" 2>/dev/null || true
+    fi
   done
   for n in "${NODES[@]}"; do stop_pid "$DIR/node-$n/pid" "kafka node $n" 60; done
 }
@@ -160,6 +166,8 @@ case ${1:-} in
   status) status "${2:-single}" ;;
   brokers) layout "${2:-single}"; brokers ;;
   kill-node) layout cluster3; kill -KILL "$(cat "$DIR/node-$2/pid")"; rm -f "$DIR/node-$2/pid" ;;
+  pause-node) layout cluster3; kill -STOP "$(cat "$DIR/node-$2/pid")" ;;
+  resume-node) layout cluster3; kill -CONT "$(cat "$DIR/node-$2/pid")" ;;
   start-node) layout cluster3; install; start_node $(( $2 - 1 )) ;;
-  *) echo "usage: $0 install | start|stop|status [single|cluster3] | brokers [topology] | kill-node N | start-node N" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start|stop|status [single|cluster3] | brokers [topology] | kill-node N | start-node N | pause-node N | resume-node N" >&2; exit 2 ;;
 esac

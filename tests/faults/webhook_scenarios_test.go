@@ -356,3 +356,37 @@ func TestFaultRebalanceStorm(t *testing.T) {
 		t.Logf("%d membership changes during the load", changes)
 	})
 }
+
+// Scenario 7: one broker frozen (SIGSTOP) for 10 to 15 s, then resumed: its
+// processes and connections stay up but it answers nothing, as a broker
+// cut off by a network partition does (nothing is refused, requests hang
+// until their timeouts). The controller fences it once its session lapses
+// (9 s) and moves its leaders; when it resumes it must catch up and rejoin
+// every ISR. No acknowledged delivery may be lost.
+func TestFaultBrokerPause(t *testing.T) {
+	e := setup(t)
+	cfg := defaultLoad(e)
+	cfg.duration = pick(e, 25*time.Second, 45*time.Second)
+	paused := 0
+	t.Cleanup(func() { // never leave a broker frozen
+		if paused != 0 {
+			e.kafkaNode(t, "resume-node", paused)
+		}
+	})
+	webhookScenario(t, e, 1, cfg, func(pl *pipeline, start time.Time, rng *rand.Rand) {
+		victim := 1 + rng.IntN(3)
+		frozen := between(rng, 10*time.Second, 15*time.Second)
+		sleepUntil(start.Add(between(rng, cfg.duration/10, cfg.duration/5)))
+		t.Logf("+%s SIGSTOP broker %d; SIGCONT after %s", time.Since(start).Round(time.Millisecond), victim, frozen)
+		e.kafkaNode(t, "pause-node", victim)
+		paused = victim
+		time.Sleep(frozen)
+		e.kafkaNode(t, "resume-node", victim)
+		paused = 0
+		resumed := time.Now()
+		e.waitBrokers(t, 2*time.Minute)
+		e.waitFullISR(t, 2*time.Minute)
+		t.Logf("+%s broker %d back in every ISR of the scenario's topics (%s after SIGCONT)",
+			time.Since(start).Round(time.Millisecond), victim, time.Since(resumed).Round(time.Millisecond))
+	})
+}
