@@ -15,6 +15,7 @@ go vet $MODULES
 
 stack_up
 "$ROOT/scripts/chromium.sh"  # the browser tests (services/api) drive headless Chromium
+"$ROOT/scripts/promtool.sh" >/dev/null  # tests/ops checks the alert rules with Prometheus's promtool
 export REVIEWPIPE_INTEGRATION=1 REVIEWPIPE_BIN=$ROOT/bin
 mkdir -p "$ROOT/tests/artifacts"
 
@@ -22,5 +23,5 @@ say "go test: unit, integration and end-to-end tests (real Kafka and PostgreSQL)
 # shellcheck disable=SC2086
 go test -count=1 -timeout 40m ${GOTEST_FLAGS:-} $MODULES
 
-say "fault suite, CI size: three-broker cluster, kill -9, broker loss, PostgreSQL immediate restart, rebalance storm, provider outage"
+say "fault suite, CI size: three-broker cluster, kill -9 of each service, broker loss and freeze, PostgreSQL immediate restart, rebalance storm, provider outage, simulator webhooks"
 FAULTS_SIZE=ci "$ROOT/scripts/faults.sh"
