@@ -14,6 +14,28 @@ import (
 	"time"
 )
 
+// simStack is the write path with the simulator as the providers, sending
+// its webhooks to the receiver (no trickle: the test makes the changes).
+type simStack struct {
+	receiver, processor, sink, simulator *proc
+	sim                                  simClient
+}
+
+func startSimStack(t *testing.T, e *env) simStack {
+	t.Helper()
+	var st simStack
+	st.receiver = newProc(t, e, "receiver", "receiver", "RECEIVER_ADDR", secretEnv()...)
+	st.processor = newProc(t, e, "processor", "processor", "PROCESSOR_ADDR")
+	st.sink = newProc(t, e, "sink", "sink", "SINK_ADDR")
+	st.simulator = newProc(t, e, "simulator", "simulator", "SIMULATOR_ADDR", append(secretEnv(),
+		"RECEIVER_URL="+st.receiver.url(), "SIMULATOR_TRICKLE_PER_S=0", "SIMULATOR_SEED="+strconv.FormatUint(e.seed, 10))...)
+	for _, p := range []*proc{st.receiver, st.processor, st.sink, st.simulator} {
+		p.start(t, 60*time.Second)
+	}
+	st.sim = simClient{url: st.simulator.url(), client: &http.Client{Timeout: 10 * time.Second}}
+	return st
+}
+
 // simClient talks to the simulator's control API.
 type simClient struct {
 	url    string
@@ -129,18 +151,11 @@ func drain(sim simClient, d time.Duration, perSecond int) drainResult {
 func TestFaultProviderOutage(t *testing.T) {
 	e := setup(t)
 	rng := rand.New(rand.NewPCG(e.seed, 11))
-	receiver := newProc(t, e, "receiver", "receiver", "RECEIVER_ADDR", secretEnv()...)
-	processor := newProc(t, e, "processor", "processor", "PROCESSOR_ADDR")
-	sink := newProc(t, e, "sink", "sink", "SINK_ADDR")
-	simulator := newProc(t, e, "simulator", "simulator", "SIMULATOR_ADDR", append(secretEnv(),
-		"RECEIVER_URL="+receiver.url(), "SIMULATOR_TRICKLE_PER_S=0", "SIMULATOR_SEED="+strconv.FormatUint(e.seed, 10))...)
+	st := startSimStack(t, e)
+	sim := st.sim
 	poller := newProc(t, e, "poller", "poller", "POLLER_ADDR",
-		"SIMULATOR_URL="+simulator.url(), "POLL_INTERVAL=1s", "POLL_BREAKER_TIMEOUT=3s", "POLL_BACKOFF_MAX=2s", "POLL_HTTP_TIMEOUT=5s")
-	for _, p := range []*proc{receiver, processor, sink, simulator} {
-		p.start(t, 60*time.Second)
-	}
+		"SIMULATOR_URL="+st.simulator.url(), "POLL_INTERVAL=1s", "POLL_BREAKER_TIMEOUT=3s", "POLL_BACKOFF_MAX=2s", "POLL_HTTP_TIMEOUT=5s")
 	poller.start(t, 60*time.Second)
-	sim := simClient{url: simulator.url(), client: &http.Client{Timeout: 10 * time.Second}}
 	t.Cleanup(func() {
 		for _, p := range providers {
 			_, _ = sim.post(context.Background(), "/control/faults", map[string]any{"provider": p}, nil)

@@ -57,13 +57,7 @@ func (e *env) checkAnalytics(t *testing.T) {
 	if live == 0 {
 		t.Errorf("no live review in the store: the analytics check proved nothing")
 	}
-	for i, p := range problems {
-		if i == 20 {
-			t.Errorf("... and %d more", len(problems)-20)
-			break
-		}
-		t.Error(p)
-	}
+	reportProblems(t, problems, 20)
 }
 
 // checkAPI reads a sample of the scenario's reviews back through the read

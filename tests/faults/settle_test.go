@@ -184,11 +184,18 @@ func (e *env) check(t *testing.T, m *model) {
 	if acked == 0 {
 		t.Errorf("no change was acknowledged: the scenario proved nothing")
 	}
+	reportProblems(t, problems, 30)
+}
+
+// reportProblems fails the test with the first limit problems, one error
+// each, and the count of the rest.
+func reportProblems(t *testing.T, problems []string, limit int) {
+	t.Helper()
 	for i, p := range problems {
-		if i == 30 {
-			t.Errorf("... and %d more", len(problems)-30)
-			break
+		if i == limit {
+			t.Errorf("... and %d more", len(problems)-limit)
+			return
 		}
-		t.Errorf("%s", p)
+		t.Error(p)
 	}
 }

@@ -3,8 +3,6 @@ package faults
 import (
 	"context"
 	"math/rand/v2"
-	"net/http"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -18,15 +16,8 @@ import (
 func TestFaultSimulatorWebhooksBrokerKill(t *testing.T) {
 	e := setup(t)
 	rng := rand.New(rand.NewPCG(e.seed, 17))
-	receiver := newProc(t, e, "receiver", "receiver", "RECEIVER_ADDR", secretEnv()...)
-	processor := newProc(t, e, "processor", "processor", "PROCESSOR_ADDR")
-	sink := newProc(t, e, "sink", "sink", "SINK_ADDR")
-	simulator := newProc(t, e, "simulator", "simulator", "SIMULATOR_ADDR", append(secretEnv(),
-		"RECEIVER_URL="+receiver.url(), "SIMULATOR_TRICKLE_PER_S=0", "SIMULATOR_SEED="+strconv.FormatUint(e.seed, 10))...)
-	for _, p := range []*proc{receiver, processor, sink, simulator} {
-		p.start(t, 60*time.Second)
-	}
-	sim := simClient{url: simulator.url(), client: &http.Client{Timeout: 10 * time.Second}}
+	stack := startSimStack(t, e)
+	sim, receiver := stack.sim, stack.receiver
 	down := 0
 	t.Cleanup(func() { // never leave the cluster short of a broker
 		if down != 0 {
