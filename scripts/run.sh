@@ -140,7 +140,7 @@ reviewpipe is running (ready in ${ELAPSED}s). Ctrl-C stops everything.
   provider simulator     $SIMULATOR_URL/control/...
   Kafka                  $KAFKA_BROKERS
   PostgreSQL             $(sed -E 's#://([^:]+):[^@]*@#://\1:***@#' <<<"$DATABASE_URL")
-  settings for a shell   source .run/env   (then: bin/reviewctl ...)
+  settings for a shell   set -a; source .run/env; set +a   (then: bin/reviewctl ...)
   logs                   $LOGS/
 
 MSG

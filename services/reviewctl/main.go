@@ -1,6 +1,6 @@
 // Command reviewctl is reviewpipe's operator CLI: set-up, readiness,
 // reconciliation, replay, backfill and dead-letter redrive. It reads the same
-// variables as the services (source .run/env).
+// variables as the services (set -a; source .run/env; set +a).
 package main
 
 import (

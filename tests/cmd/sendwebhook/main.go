@@ -1,6 +1,6 @@
 // Command sendwebhook signs a body as a provider would (Standard Webhooks)
 // and POSTs it to the receiver, printing the answer. It reads RECEIVER_URL and
-// WEBHOOK_SECRET_<PROVIDER> from the environment (source .run/env).
+// WEBHOOK_SECRET_<PROVIDER> from the environment (set -a; source .run/env; set +a).
 //
 //	go run ./tests/cmd/sendwebhook -provider generic -body '{"type":"review.upserted",...}'
 //	go run ./tests/cmd/sendwebhook -provider generic -file delivery.json -id msg_123
@@ -60,7 +60,7 @@ func run(providerName, body, file, id, receiver string) error {
 		return fmt.Errorf("%s: %w", secretVar, err)
 	}
 	if len(keys) == 0 {
-		return fmt.Errorf("%s is not set: source .run/env after make run", secretVar)
+		return fmt.Errorf("%s is not set: run `set -a; source .run/env; set +a` after make run", secretVar)
 	}
 	if id == "" {
 		b := make([]byte, 8)

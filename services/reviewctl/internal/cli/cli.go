@@ -73,7 +73,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nSettings come from the environment, as for the services: source .run/env after `make run`.\nRun `reviewctl <command> -h` for a command's flags.")
+	fmt.Fprintln(w, "\nSettings come from the environment, as for the services: `set -a; source .run/env; set +a` after `make run` (set -a exports them).\nRun `reviewctl <command> -h` for a command's flags.")
 }
 
 // newFlags returns a flag set that prints its usage to o.Err.
