@@ -24,9 +24,25 @@ import (
 func KafkaCeiling(ctx context.Context, brokers []string, topic string, k, workers int, d time.Duration) (float64, error) {
 	w := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: topic})
 	defer w.Close()
+	return ceilingLoop(ctx, workers, d, func(ctx context.Context, n int) (int64, error) {
+		now := time.Now()
+		body, ids := Body("ceiling", n, k, now)
+		msgs, err := rawMessages(body, ids, k, n, now)
+		if err != nil {
+			return 0, err
+		}
+		return int64(k), w.WriteMessages(ctx, msgs...)
+	})
+}
+
+// ceilingLoop runs step from workers goroutines for d, each call with the
+// next sequence number and a context that outlives d (a call started in
+// time completes), and returns the units step reported done per second.
+// The first error stops its worker and is returned with the rate.
+func ceilingLoop(ctx context.Context, workers int, d time.Duration, step func(ctx context.Context, n int) (int64, error)) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var acked, next atomic.Int64
+	var done, next atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
@@ -34,24 +50,17 @@ func KafkaCeiling(ctx context.Context, brokers []string, topic string, k, worker
 	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				n := int(next.Add(1) - 1)
-				now := time.Now()
-				body, ids := Body("ceiling", n, k, now)
-				msgs, err := rawMessages(body, ids, k, n, now)
+				units, err := step(context.WithoutCancel(ctx), int(next.Add(1)-1))
 				if err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
-				if err := w.WriteMessages(context.WithoutCancel(ctx), msgs...); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				acked.Add(int64(k))
+				done.Add(units)
 			}
 		})
 	}
 	wg.Wait()
-	return float64(acked.Load()) / time.Since(start).Seconds(), firstErr
+	return float64(done.Load()) / time.Since(start).Seconds(), firstErr
 }
 
 // rawMessages builds the receiver's records for a delivery body.
@@ -92,27 +101,9 @@ func PostgresCeiling(ctx context.Context, db *pgxpool.Pool, batch, workers int, 
 	if _, err := db.Exec(ctx, `DROP TABLE IF EXISTS bench_ceiling; CREATE TABLE bench_ceiling (LIKE reviews INCLUDING ALL)`); err != nil {
 		return 0, fmt.Errorf("ceiling table: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var rows, next atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				n := int(next.Add(1) - 1)
-				if err := upsertBatch(context.WithoutCancel(ctx), db, n, batch); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				rows.Add(int64(batch))
-			}
-		})
-	}
-	wg.Wait()
-	return float64(rows.Load()) / time.Since(start).Seconds(), firstErr
+	return ceilingLoop(ctx, workers, d, func(ctx context.Context, n int) (int64, error) {
+		return int64(batch), upsertBatch(ctx, db, n, batch)
+	})
 }
 
 func upsertBatch(ctx context.Context, db *pgxpool.Pool, n, batch int) error {
