@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
@@ -195,7 +196,7 @@ func (a *API) Patterns() []string {
 func (a *API) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &obs.StatusRecorder{ResponseWriter: w}
 		h, pattern := a.mux.Handler(r)
 		if pattern == "" {
 			pattern = "unmatched"
@@ -206,7 +207,7 @@ func (a *API) Handler() http.Handler {
 		if pattern == "GET /v1/movies/{movie_id}/events" {
 			return // a stream's duration is its subscription, not a latency
 		}
-		a.m.latency.WithLabelValues(pattern, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+		a.m.latency.WithLabelValues(pattern, strconv.Itoa(rec.Status)).Observe(time.Since(start).Seconds())
 	})
 }
 

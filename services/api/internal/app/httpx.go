@@ -111,30 +111,6 @@ func publicCache(maxAge time.Duration) string {
 	return "public, max-age=" + strconv.Itoa(s) + ", stale-while-revalidate=" + strconv.Itoa(max(1, 2*s))
 }
 
-// statusRecorder captures an answer's status for metrics and for turning
-// the mux's plain-text 404 and 405 into JSON.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush and deadlines.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
 // jsonFallback answers what no route matched with a JSON error: 404, or
 // 405 with Allow when the path exists for other methods.
 type jsonFallback struct{ http.ResponseWriter }

@@ -158,32 +158,12 @@ func (a *App) Routes(mux *http.ServeMux) {
 	})
 }
 
-// statusWriter remembers the status code for metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
 // guard wraps a polling API handler: counting, faults (down, latency),
 // the token bucket, auth, injected errors, in that order.
 func (a *App) guard(s *sim, h http.HandlerFunc) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		w := &statusWriter{ResponseWriter: rw}
-		defer func() { a.requests.WithLabelValues(s.name, strconv.Itoa(w.code)).Inc() }()
+		w := &obs.StatusRecorder{ResponseWriter: rw}
+		defer func() { a.requests.WithLabelValues(s.name, strconv.Itoa(w.Status)).Inc() }()
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
 			obs.WriteError(w, http.StatusMethodNotAllowed, "only GET is allowed here")
