@@ -92,6 +92,9 @@ func (s *Service) newWorker(pc ProviderConfig, f feed.Feed, a provider.Adapter) 
 		recent:   newRecentSet(20_000),
 		pageSize: s.cfg.PageSize,
 	}
+	// 5% below the provider's published limit, so arrival jitter cannot
+	// put one request too many in the provider's second.
+	w.bucket.SetHeadroom(0.05)
 	w.breaker = gobreaker.NewCircuitBreaker[feed.Page](gobreaker.Settings{
 		Name:        pc.Name,
 		MaxRequests: 1,

@@ -24,6 +24,8 @@ type Bucket struct {
 	configured float64
 	// published is the provider's latest X-RateLimit-Limit (0: not seen).
 	published float64
+	// headroom is the fraction of published kept unused (SetHeadroom).
+	headroom  float64
 	rate      float64
 	burst     float64
 	tokens    float64
@@ -110,7 +112,7 @@ func (b *Bucket) Observe(now time.Time, h Headers) {
 		// The provider's rate applied since the last refill too: refill
 		// at the new rate, so a lower limit never leaves extra tokens.
 		b.published = *h.Limit
-		b.rate = math.Min(b.configured, b.published)
+		b.rate = math.Min(b.configured, b.published*(1-b.headroom))
 	}
 	b.refill(now)
 	if h.Remaining != nil && *h.Remaining >= 0 {
@@ -135,6 +137,16 @@ func (b *Bucket) Pause(now time.Time, d time.Duration) {
 	if b.paused.After(b.last) {
 		b.last = b.paused
 	}
+}
+
+// SetHeadroom keeps a fraction (0 to 0.5) of the provider's published limit
+// unused. The provider counts requests as they arrive, and arrivals jitter:
+// paced exactly at a limit of 5/s, six requests 200 ms apart can land in
+// one second of the provider's clock. It applies from the next Observe.
+func (b *Bucket) SetHeadroom(fraction float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.headroom = math.Max(0, math.Min(0.5, fraction))
 }
 
 // Snapshot is the bucket's state for metrics.

@@ -214,3 +214,20 @@ func TestLowerLimitLearnedFromTheFirstAnswer(t *testing.T) {
 		t.Fatalf("delay %s after learning a limit of 5/s, want 180ms (0.1 token refilled at 5/s)", d)
 	}
 }
+
+// With headroom the bucket follows a fraction below the published limit,
+// never above the configured rate.
+func TestHeadroom(t *testing.T) {
+	b := New(50, 1, t0)
+	b.SetHeadroom(0.05)
+	b.Observe(t0, Headers{Limit: ptr(5.0)})
+	if s := b.Snapshot(t0); s.Rate != 4.75 || s.Published != 5 {
+		t.Fatalf("rate %v (published %v), want 4.75 below a published 5", s.Rate, s.Published)
+	}
+	b = New(2, 1, t0)
+	b.SetHeadroom(0.05)
+	b.Observe(t0, Headers{Limit: ptr(5.0)})
+	if s := b.Snapshot(t0); s.Rate != 2 {
+		t.Fatalf("rate %v, want the configured 2 below the published 5 less headroom", s.Rate)
+	}
+}
