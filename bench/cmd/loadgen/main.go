@@ -74,6 +74,8 @@ func run() error {
 	binDir := fs.String("bin", "bin", "where make build put the services")
 	out := fs.String("out", "bench/results", "where to write <time>.json")
 	profDir := fs.String("pprof", "", "write CPU profiles of receiver, processor and sink over each max phase, and of the api over each idle read phase, into this folder (go tool pprof)")
+	var serviceEnv envList
+	fs.Var(&serviceEnv, "service-env", "KEY=value given to every service process, not to the load generator (repeatable; e.g. GOGC=200 to compare settings)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -138,7 +140,7 @@ func run() error {
 			r, err := load.Do(ctx, load.Config{
 				Brokers: strings.Split(brokers, ","), DatabaseURL: dbURL, BinDir: *binDir,
 				K: sc.K, Workers: sc.Workers, Load: *loadDur, Steady: *steady, Rate: *rate,
-				ReadRate: *readRate, ReadIngest: *readIngest, Ceiling: *ceiling, Drain: *drain, ProfileDir: *profDir, Log: logf,
+				ReadRate: *readRate, ReadIngest: *readIngest, Ceiling: *ceiling, Drain: *drain, ProfileDir: *profDir, ServiceEnv: serviceEnv, Log: logf,
 			})
 			perRun = max(perRun, time.Since(t0))
 			if err != nil {
@@ -279,4 +281,17 @@ func loadavg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// envList is a repeatable KEY=value flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("want KEY=value, got %q", v)
+	}
+	*e = append(*e, v)
+	return nil
 }

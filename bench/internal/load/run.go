@@ -31,6 +31,7 @@ type Config struct {
 	ReadIngest  float64       // webhook rate in the read phase, a fraction of the maximum
 	Ceiling     time.Duration // each ceiling's duration
 	Drain       time.Duration // longest wait for the store to catch up
+	ServiceEnv  []string      // KEY=value added to every service's environment
 	ProfileDir  string        // when set, CPU profiles of the max phase (and the api's of the idle read phase) go here
 	Log         func(format string, args ...any)
 }
@@ -75,7 +76,7 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	key := []byte("bench-webhook-key-0123456789abcdef")
 	secret := webhook.FormatSecret(key)
 	secrets := []string{"WEBHOOK_SECRET_GENERIC=" + secret, "WEBHOOK_SECRET_CINESCORE=" + secret, "WEBHOOK_SECRET_REELPULSE=" + secret}
-	var extra []string
+	extra := append([]string{}, cfg.ServiceEnv...)
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "PPROF=true")
 	}
