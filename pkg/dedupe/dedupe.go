@@ -30,9 +30,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
@@ -218,14 +218,14 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 	if e.Offset >= 0 {
 		w.Offset = &e.Offset
 	}
-	return json.Marshal(w)
+	return jsonx.Marshal(w)
 }
 
 // UnmarshalJSON decodes a changelog value. It fails on a version below 1 or
 // a hash that is not 32 hex characters; a missing offset is -1.
 func (e *Entry) UnmarshalJSON(b []byte) error {
 	var w wireEntry
-	if err := json.Unmarshal(b, &w); err != nil {
+	if err := jsonx.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("state entry: %w", err)
 	}
 	if w.Version < 1 {

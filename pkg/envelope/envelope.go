@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 )
 
 // Source says how a raw event reached reviewpipe.
@@ -53,7 +55,7 @@ func EventID(provider, deliveryID string, index int) string {
 // ParseRaw decodes and checks a raw envelope.
 func ParseRaw(b []byte) (Raw, error) {
 	var r Raw
-	if err := json.Unmarshal(b, &r); err != nil {
+	if err := jsonx.Unmarshal(b, &r); err != nil {
 		return r, fmt.Errorf("raw envelope is not JSON: %w", err)
 	}
 	switch {
@@ -117,7 +119,7 @@ func NewDeadLetter(stage Stage, reason string, err error, key string, record []b
 		FailedAt: now.UTC(),
 		Key:      key,
 	}
-	if json.Valid(record) {
+	if json.Valid(record) { // a cold path: encoding/json
 		dl.Record, dl.RecordEncoding = json.RawMessage(record), "json"
 	} else {
 		s, _ := json.Marshal(string(record))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 )
 
@@ -41,7 +42,7 @@ func (r Raw) encode() ([]byte, error) {
 		ReceivedAt time.Time `json:"received_at"`
 		DeliveryID string    `json:"delivery_id"`
 	}
-	b, err := json.Marshal(head{r.EventID, r.Provider, r.Source, r.ReceivedAt, r.DeliveryID})
+	b, err := jsonx.Marshal(head{r.EventID, r.Provider, r.Source, r.ReceivedAt, r.DeliveryID})
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func (r Raw) encode() ([]byte, error) {
 
 // Message turns a dead letter into its reviews.dlq.v1 record.
 func (d DeadLetter) Message() (kafka.Message, error) {
-	b, err := json.Marshal(d)
+	b, err := json.Marshal(d) // a cold path: encoding/json
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encode dead letter: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
@@ -73,11 +74,11 @@ const maxIDBytes = 256
 // Split implements Adapter.
 func (c Cinescore) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)
-	if !json.Valid(trimmed) {
+	if !jsonx.Valid(trimmed) {
 		return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
 	}
 	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &probe); err != nil || probe == nil {
+	if err := jsonx.Unmarshal(trimmed, &probe); err != nil || probe == nil {
 		return nil, Errorf(ReasonUnknownShape, `body must be a JSON object {"notifications": [...]}`)
 	}
 	notes, ok := probe["notifications"]
@@ -85,7 +86,7 @@ func (c Cinescore) Split(body []byte) ([]Change, error) {
 		return nil, Errorf(ReasonUnknownShape, `body has no "notifications" array`)
 	}
 	var raws []json.RawMessage
-	if err := json.Unmarshal(notes, &raws); err != nil {
+	if err := jsonx.Unmarshal(notes, &raws); err != nil {
 		return nil, Errorf(ReasonUnknownShape, `"notifications" must be an array of notifications`)
 	}
 	if len(raws) == 0 {
@@ -180,13 +181,13 @@ func (c Cinescore) Normalize(payload []byte, ingestedAt time.Time) (review.Event
 // known field of the wrong type is ReasonInvalidField naming the field.
 func decodeStrictObject(payload []byte, v any, what string) error {
 	trimmed := bytes.TrimSpace(payload)
-	if !json.Valid(trimmed) {
+	if !jsonx.Valid(trimmed) {
 		return Errorf(ReasonNotJSON, "%s is not valid JSON", what)
 	}
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Errorf(ReasonUnknownShape, "%s must be a JSON object", what)
 	}
-	if err := json.Unmarshal(trimmed, v); err != nil {
+	if err := jsonx.Unmarshal(trimmed, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return Errorf(ReasonInvalidField, "%s: %s is a JSON %s, want %s", what, te.Field, te.Value, jsonKind(te.Type))

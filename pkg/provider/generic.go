@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
@@ -85,7 +86,7 @@ func (it *genericItem) UnmarshalJSON(b []byte) error {
 func (g Generic) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)
 	var b genericBody
-	if err := json.Unmarshal(trimmed, &b); err != nil {
+	if err := jsonx.Unmarshal(trimmed, &b); err != nil {
 		var syntax *json.SyntaxError
 		var typ *json.UnmarshalTypeError
 		switch {
@@ -141,7 +142,7 @@ func (g Generic) Normalize(payload []byte, ingestedAt time.Time) (review.Event, 
 
 func decodeGeneric(raw []byte) (GenericEvent, error) {
 	var ev GenericEvent
-	if err := json.Unmarshal(raw, &ev); err != nil {
+	if err := jsonx.Unmarshal(raw, &ev); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) || len(bytes.TrimSpace(raw)) == 0 {
 			return ev, Errorf(ReasonNotJSON, "event is not valid JSON")

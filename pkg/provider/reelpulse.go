@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
@@ -68,14 +69,14 @@ var ReelpulseGrades = []string{"F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B",
 // Split implements Adapter.
 func (p Reelpulse) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)
-	if !json.Valid(trimmed) {
+	if !jsonx.Valid(trimmed) {
 		return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
 	}
 	if trimmed[0] != '[' {
 		return nil, Errorf(ReasonUnknownShape, "body must be a JSON array of changes")
 	}
 	var raws []json.RawMessage
-	if err := json.Unmarshal(trimmed, &raws); err != nil {
+	if err := jsonx.Unmarshal(trimmed, &raws); err != nil {
 		return nil, Errorf(ReasonUnknownShape, "body must be a JSON array of changes")
 	}
 	if len(raws) == 0 {

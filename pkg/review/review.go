@@ -8,12 +8,13 @@ package review
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 )
 
 // Review is the canonical review (CONTRACT §3). Field order and JSON names are
@@ -113,4 +114,4 @@ func CleanText(s string) string {
 }
 
 // Marshal encodes e as the reviews.normalized.v1 value.
-func (e Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+func (e Event) Marshal() ([]byte, error) { return jsonx.Marshal(e) }

@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 )
 
@@ -42,7 +42,7 @@ func BenchmarkProcessorPath(b *testing.B) {
 		if _, err := outputMessage(&r); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := json.Marshal(in); err != nil { // the changelog value
+		if _, err := jsonx.Marshal(in); err != nil { // the changelog value
 			b.Fatal(err)
 		}
 	}

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 )
 
@@ -23,7 +23,7 @@ func (w *worker) writeChangelog(ctx context.Context) error {
 	}
 	msgs := make([]kafka.Message, len(changes))
 	for i, c := range changes {
-		v, err := json.Marshal(c.Entry)
+		v, err := jsonx.Marshal(c.Entry)
 		if err != nil {
 			return fmt.Errorf("encode state of %s: %w", c.Key, err)
 		}
@@ -78,7 +78,7 @@ func (p *Processor) restore(ctx context.Context, partition int, s dedupe.Store) 
 			s.Delete(string(m.Key))
 		} else {
 			var e dedupe.Entry
-			if err := json.Unmarshal(m.Value, &e); err != nil {
+			if err := jsonx.Unmarshal(m.Value, &e); err != nil {
 				p.m.badState.Inc()
 				p.log.Warn("skipping undecodable state record", zap.Int("partition", partition),
 					zap.Int64("offset", m.Offset), zap.ByteString("key", m.Key), zap.Error(err))

@@ -12,7 +12,6 @@
 package batch
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
@@ -83,7 +83,7 @@ func invalid(reason, format string, args ...any) error {
 // missing ingested_at. The error is an *InvalidError.
 func Decode(m kafka.Message, now time.Time) (Change, error) {
 	var ev review.Event
-	if err := json.Unmarshal(m.Value, &ev); err != nil {
+	if err := jsonx.Unmarshal(m.Value, &ev); err != nil {
 		return Change{}, invalid(ReasonNotJSON, "value is not a normalized event: %v", err)
 	}
 	r := ev.Review
