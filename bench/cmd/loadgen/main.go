@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,8 +77,20 @@ func run() error {
 	profDir := fs.String("pprof", "", "write CPU profiles of receiver, processor and sink over each max phase, and of the api over each idle read phase, into this folder (go tool pprof)")
 	var serviceEnv envList
 	fs.Var(&serviceEnv, "service-env", "KEY=value given to every service process, not to the load generator (repeatable; e.g. GOGC=200 to compare settings)")
+	selfProf := fs.String("cpuprofile", "", "write the load generator's own CPU profile over the whole run to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	if *selfProf != "" {
+		f, err := os.Create(*selfProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	brokers, dbURL := os.Getenv("KAFKA_BROKERS"), os.Getenv("DATABASE_URL")
 	if brokers == "" || dbURL == "" {

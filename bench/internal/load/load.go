@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -123,22 +122,12 @@ func Quantile(sorted []float64, q float64) float64 {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-// NewClient is an HTTP client with enough idle connections per host for
-// conns concurrent requests.
-func NewClient(conns int) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = conns
-	t.MaxIdleConnsPerHost = conns
-	return &http.Client{Transport: t, Timeout: 30 * time.Second}
-}
-
 // Sender posts signed deliveries to a receiver. Safe for concurrent use.
 type Sender struct {
-	URL    string // receiver base URL
-	Key    []byte // the generic provider's webhook key
-	K      int    // reviews per delivery
-	Prefix string // review id prefix, unique per phase
-	Client *http.Client
+	Key    []byte  // the generic provider's webhook key
+	K      int     // reviews per delivery
+	Prefix string  // review id prefix, unique per phase
+	Client *Client // to the receiver
 	// Sent records, per review id, when its delivery was sent (for
 	// freshness); nil to skip.
 	Sent     *sync.Map
@@ -147,30 +136,24 @@ type Sender struct {
 }
 
 // send posts delivery number n and returns the status code (0 on error).
-func (s *Sender) send(ctx context.Context, n int) int {
+func (s *Sender) send(n int) int {
 	now := time.Now()
 	body, ids := Body(s.Prefix, n, s.K, now)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/webhooks/generic", bytes.NewReader(body))
-	if err != nil {
-		return 0
-	}
-	req.Header.Set("Content-Type", "application/json")
-	webhook.SetHeaders(req.Header, s.Key, "bench-"+s.Prefix+"-"+strconv.Itoa(n), now, body)
+	h := http.Header{"Content-Type": {"application/json"}}
+	webhook.SetHeaders(h, s.Key, "bench-"+s.Prefix+"-"+strconv.Itoa(n), now, body)
 	if s.Sent != nil {
 		for _, id := range ids {
 			s.Sent.Store(id, now)
 		}
 	}
-	res, err := s.Client.Do(req)
+	code, err := s.Client.Do(http.MethodPost, "/webhooks/generic", h, body)
 	if err != nil {
 		return 0
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode/100 == 2 {
+	if code/100 == 2 {
 		s.Accepted.Add(int64(s.K))
 	}
-	return res.StatusCode
+	return code
 }
 
 // ClosedLoop sends deliveries from workers goroutines, each waiting for its
@@ -186,7 +169,7 @@ func (s *Sender) ClosedLoop(ctx context.Context, workers int, d time.Duration) [
 			for ctx.Err() == nil {
 				n := int(s.next.Add(1) - 1)
 				t0 := time.Now()
-				code := s.send(context.WithoutCancel(ctx), n)
+				code := s.send(n)
 				rec.add(Sample{At: t0.Sub(start), Latency: time.Since(t0), Code: code})
 			}
 		})
@@ -203,7 +186,7 @@ func (s *Sender) OpenLoop(ctx context.Context, rate float64, d time.Duration, ma
 	var rec Recorder
 	Schedule(ctx, rate, d, maxInFlight, func(intended time.Time, at time.Duration) {
 		n := int(s.next.Add(1) - 1)
-		code := s.send(context.WithoutCancel(ctx), n)
+		code := s.send(n)
 		rec.add(Sample{At: at, Latency: time.Since(intended), Code: code})
 	})
 	return rec.Samples()
@@ -240,20 +223,12 @@ func Schedule(ctx context.Context, rate float64, d time.Duration, maxInFlight in
 
 // Reader asks the read API for a movie's reviews at rate per second for d,
 // open loop, and returns the samples.
-func Reader(ctx context.Context, client *http.Client, apiURL string, rate float64, d time.Duration) []Sample {
+func Reader(ctx context.Context, client *Client, rate float64, d time.Duration) []Sample {
 	var rec Recorder
 	var n atomic.Int64
 	Schedule(ctx, rate, d, 512, func(intended time.Time, at time.Duration) {
 		i := int(n.Add(1)) * 7919 % Movies
-		code := 0
-		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, apiURL+"/v1/movies/"+MovieID(i)+"/reviews", nil)
-		if err == nil {
-			if res, err := client.Do(req); err == nil {
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				code = res.StatusCode
-			}
-		}
+		code, _ := client.Do(http.MethodGet, "/v1/movies/"+MovieID(i)+"/reviews", nil, nil)
 		rec.add(Sample{At: at, Latency: time.Since(intended), Code: code})
 	})
 	return rec.Samples()

@@ -1,7 +1,12 @@
 package load
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,5 +72,59 @@ func TestQuantileAndSlope(t *testing.T) {
 	s := Summarize([]Sample{{Latency: time.Millisecond, Code: 200}, {Latency: 3 * time.Millisecond, Code: 503}})
 	if s.OK != 1 || s.Codes["503"] != 1 || s.Max != 3 {
 		t.Errorf("Summarize = %+v", s)
+	}
+}
+
+// The generator's own client speaks HTTP/1.1 well enough for the real
+// servers: keep-alive reuse, bodies, headers, and a server that closes.
+func TestClient(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("X-Close") != "" {
+			w.Header().Set("Connection", "close")
+		}
+		w.WriteHeader(200 + len(b))
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, r.Header.Get("Webhook-Id"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c, err := NewClient(srv.URL, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 5 {
+		code, err := c.Do(http.MethodPost, "/webhooks/generic", http.Header{"Webhook-Id": {"m"}}, []byte("abc"))
+		if err != nil || code != 203 {
+			t.Fatalf("request %d: %d, %v", i, code, err)
+		}
+	}
+	if code, err := c.Do(http.MethodGet, "/v1/x", nil, nil); err != nil || code != 200 {
+		t.Fatalf("get: %d, %v", code, err)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 6 sequential requests, want 1 kept alive", n)
+	}
+	if code, err := c.Do(http.MethodGet, "/", http.Header{"X-Close": {"1"}}, nil); err != nil || code != 200 {
+		t.Fatalf("closing request: %d, %v", code, err)
+	}
+	if code, err := c.Do(http.MethodGet, "/", nil, nil); err != nil || code != 200 {
+		t.Fatalf("after the server closed: %d, %v", code, err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want a new one after the server closed the first", n)
+	}
+	srv.CloseClientConnections() // as an idle timeout would
+	if code, err := c.Do(http.MethodGet, "/", nil, nil); err != nil || code != 200 {
+		t.Fatalf("after the server dropped an idle connection: %d, %v", code, err)
+	}
+	if _, err := NewClient("https://x", 1); err == nil {
+		t.Fatal("an https URL was accepted")
 	}
 }

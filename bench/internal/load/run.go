@@ -102,13 +102,22 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := NewClient(1024)
+	client, err := NewClient(rcv.URL(), 1024)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	apiClient, err := NewClient(api.URL(), 1024)
+	if err != nil {
+		return nil, err
+	}
+	defer apiClient.Close()
 	r := &Run{Metrics: map[string]float64{}}
 	m := r.Metrics
 
 	// Phase 1: closed loop, as fast as answers come.
 	logf("  max phase: %d senders, %d review(s) per delivery, %s", cfg.Workers, cfg.K, cfg.Load)
-	a := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "max", Client: client}
+	a := &Sender{Key: key, K: cfg.K, Prefix: "max", Client: client}
 	rows := sampleRows(ctx, sl, cfg.Load+time.Second)
 	profiled := profile(cfg.ProfileDir, cfg.Load, rcv, proc, sink)
 	cpu0, busy0 := sl.CPUSeconds(), machineBusy()
@@ -161,7 +170,7 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	m["steady_offered_reviews_per_s"] = rate
 	logf("  steady phase: %.0f reviews/s open loop (%.0f deliveries/s), %s", rate, rate/float64(cfg.K), cfg.Steady)
 	sent := &sync.Map{}
-	b := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "steady", Client: client, Sent: sent}
+	b := &Sender{Key: key, K: cfg.K, Prefix: "steady", Client: client, Sent: sent}
 	samples = b.OpenLoop(ctx, rate/float64(cfg.K), cfg.Steady, 4096)
 	r.Webhooks = Summarize(samples)
 	r.Latency = perSecondP99(samples)
@@ -189,7 +198,7 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	cpu0, busy0 = sl.CPUSeconds(), machineBusy()
 	idleStart := time.Now()
 	readProfiled := profile(cfg.ProfileDir, cfg.Steady, api)
-	idle := Summarize(Reader(ctx, client, api.URL(), cfg.ReadRate, cfg.Steady))
+	idle := Summarize(Reader(ctx, apiClient, cfg.ReadRate, cfg.Steady))
 	for _, err := range <-readProfiled {
 		logf("  profile: %v", err)
 	}
@@ -211,10 +220,10 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	ingest := cfg.ReadIngest * maxRate
 	m["read_phase_ingest_reviews_per_s"] = ingest
 	logf("  read phase: reader at %.0f/s, ingest %.0f reviews/s open loop, %s", cfg.ReadRate, ingest, cfg.Steady)
-	c := &Sender{URL: rcv.URL(), Key: key, K: cfg.K, Prefix: "read", Client: client}
+	c := &Sender{Key: key, K: cfg.K, Prefix: "read", Client: client}
 	var reads []Sample
 	var wg sync.WaitGroup
-	wg.Go(func() { reads = Reader(ctx, client, api.URL(), cfg.ReadRate, cfg.Steady) })
+	wg.Go(func() { reads = Reader(ctx, apiClient, cfg.ReadRate, cfg.Steady) })
 	rs := c.OpenLoop(ctx, ingest/float64(cfg.K), cfg.Steady, 4096)
 	wg.Wait()
 	want += c.Accepted.Load()
