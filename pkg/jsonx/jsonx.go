@@ -37,5 +37,16 @@ func Unmarshal(data []byte, v any) error {
 // Marshal is encoding/json.Marshal, faster.
 func Marshal(v any) ([]byte, error) { return fastjson.Marshal(v) }
 
+// AppendUnescaped appends v's encoding and a newline to b, as an
+// encoding/json.Encoder with SetEscapeHTML(false) writes it: for answers
+// that are not embedded in HTML.
+func AppendUnescaped(b []byte, v any) ([]byte, error) {
+	b, err := fastjson.Append(b, v, fastjson.SortMapKeys)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
 // Valid is encoding/json.Valid, faster.
 func Valid(data []byte) bool { return fastjson.Valid(data) }

@@ -1,10 +1,8 @@
 package app
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/pgstore"
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
@@ -93,14 +92,12 @@ func writeCached(w http.ResponseWriter, r *http.Request, contentType string, bod
 }
 
 func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, v any, cacheControl string) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	body, err := jsonx.AppendUnescaped(nil, v)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeCached(w, r, "application/json", buf.Bytes(), cacheControl)
+	writeCached(w, r, "application/json", body, cacheControl)
 }
 
 // cacheControl for reads of the store: shared caches may serve an answer

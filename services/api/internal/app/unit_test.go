@@ -1,13 +1,17 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
+	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
 
@@ -155,5 +159,31 @@ func TestHealthCache(t *testing.T) {
 	rows, err := c.get(context.Background(), time.Hour, read)
 	if err != nil || len(rows) != 1 || reads != 3 {
 		t.Fatalf("after a failed read: rows %v, err %v, %d reads; want a fresh read", rows, err, reads)
+	}
+}
+
+// Answers are encoded by jsonx: byte for byte what encoding/json's Encoder
+// with SetEscapeHTML(false) writes, so ETags stay those of the same answer.
+func TestAnswerEncodingIsEncodingJSONs(t *testing.T) {
+	at := time.Date(2026, 11, 23, 9, 0, 0, 123456789, time.UTC)
+	rating, next := 85, "eyJ0IjoiMjAyNi0xMS0yM1QwOTowMDowMFoiLCJpIjoiYSJ9"
+	for _, v := range []any{
+		ReviewList{MovieID: "tt0111161", Reviews: []review.Review{{ID: "generic:a", Provider: "generic", ExternalID: "a",
+			MovieID: "tt0111161", Author: "A <b>&amp;</b>", Rating: &rating, Title: "T\u2028\u2029", Body: "é\u00a0\n\t\"\\",
+			Language: "en-US", URL: "https://x.example/?a=1&b=<2>", Version: 3, SourceUpdatedAt: at, IngestedAt: at}, {ID: "generic:b"}},
+			NextCursor: &next, LastUpdated: &at, Stale: true, Providers: []ProviderStatus{{}}},
+		ReviewList{Reviews: []review.Review{}},
+		map[string]any{"z": 1, "a": []string{"<", ">"}, "m": nil},
+	} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		got, err := jsonx.AppendUnescaped(nil, v)
+		if err != nil || !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("jsonx wrote\n%s(%v)\nencoding/json writes\n%s", got, err, want.Bytes())
+		}
 	}
 }
