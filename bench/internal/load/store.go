@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -10,12 +9,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
 )
 
-// notifyChannel is the sink's commit notification channel (sink store's
-// NotifyChannel): PostgreSQL delivers a NOTIFY only when its transaction
-// commits, so its arrival is when the rows became readable.
-const notifyChannel = "review_changes"
+// notifyChannel is the sink's commit notification channel: PostgreSQL
+// delivers a NOTIFY only when its transaction commits, so its arrival is
+// when the rows became readable.
+const notifyChannel = changefeed.Channel
 
 // Visibility records when each review id was first announced as committed.
 // Safe for concurrent use.
@@ -45,16 +46,16 @@ func Listen(ctx context.Context, url string) (*Visibility, error) {
 				return
 			}
 			now := time.Now()
-			var notice struct {
-				IDs []string `json:"ids"`
-			}
-			if json.Unmarshal([]byte(n.Payload), &notice) != nil {
+			notices, err := changefeed.Parse(n.Payload)
+			if err != nil {
 				continue
 			}
 			v.mu.Lock()
-			for _, id := range notice.IDs {
-				if _, ok := v.seen[id]; !ok {
-					v.seen[id] = now
+			for _, notice := range notices {
+				for _, id := range notice.IDs {
+					if _, ok := v.seen[id]; !ok {
+						v.seen[id] = now
+					}
 				}
 			}
 			v.mu.Unlock()

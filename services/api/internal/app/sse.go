@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
-	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
 
 // sseEvent is one server-sent event.
@@ -140,15 +140,21 @@ func (h *hub) broadcastResync(reason string) {
 	}
 }
 
-// onNotify turns one of the sink's notices into events for the movie's
-// subscribers. The notice arrives only after its transaction committed,
-// so the rows read here include the change.
+// onNotify turns a notification of the sink into events for the
+// subscribers of each movie it names. It arrives only after its transaction
+// committed, so the rows read here include the change.
 func (a *API) onNotify(ctx context.Context, payload string) {
-	var n store.Notice
-	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.MovieID == "" {
-		a.log.Warn("ignoring a malformed change notice", zap.String("payload", payload))
+	ns, err := changefeed.Parse(payload)
+	if err != nil {
+		a.log.Warn("ignoring a malformed change notification", zap.String("payload", payload), zap.Error(err))
 		return
 	}
+	for _, n := range ns {
+		a.onNotice(ctx, n)
+	}
+}
+
+func (a *API) onNotice(ctx context.Context, n changefeed.Notice) {
 	if !a.hub.wants(n.MovieID) {
 		a.m.notices.WithLabelValues("no").Inc()
 		return

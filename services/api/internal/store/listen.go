@@ -8,24 +8,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
 	"github.com/reviewpipe/reviewpipe/pkg/retry"
 )
 
 // NotifyChannel is the channel on which the sink announces committed
-// changes: one notification per changed movie per batch, sent inside the
-// batch's transaction, so PostgreSQL delivers it only once the change is
-// readable. The payload is a Notice in JSON.
-const NotifyChannel = "review_changes"
-
-// Notice is the payload the sink sends on NotifyChannel (the sink's
-// store.Notice; the two are kept in step by the api's SSE test, which goes
-// through the real sink).
-type Notice struct {
-	MovieID string   `json:"movie_id"`
-	IDs     []string `json:"ids"`
-	// More: the ids did not fit; reload the movie's reviews.
-	More bool `json:"more,omitempty"`
-}
+// changes (pkg/changefeed): notifications sent inside each batch's
+// transaction, so PostgreSQL delivers them only once the change is
+// readable.
+const NotifyChannel = changefeed.Channel
 
 // Listener receives the sink's notifications over a dedicated connection.
 type Listener struct {

@@ -9,37 +9,21 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
 	"github.com/reviewpipe/reviewpipe/services/sink/internal/batch"
 )
 
-// NotifyChannel is the PostgreSQL channel on which every committed batch
-// announces, per changed movie, the review ids it changed (see Notice). A
-// notification is delivered only when its transaction commits, so a
-// listener that reads the store on receipt always sees the change.
-const NotifyChannel = "review_changes"
-
-// Notice is the JSON payload of a notification on NotifyChannel.
-type Notice struct {
-	MovieID string   `json:"movie_id"`
-	IDs     []string `json:"ids"`
-	// More is set when the ids did not fit into one notification
-	// (PostgreSQL's 8000-byte payload limit): the listener should reload
-	// the movie's reviews instead.
-	More bool `json:"more,omitempty"`
-}
-
-// maxNoticeBytes keeps a payload under PostgreSQL's 8000-byte limit.
-const maxNoticeBytes = 7000
+// NotifyChannel is the PostgreSQL channel of the change notifications
+// every committed batch sends (pkg/changefeed).
+const NotifyChannel = changefeed.Channel
 
 // Two ways bring a batch's rows to the merge statement; BenchmarkApply
 // compares them (numbers in the README). UNNEST passes each column as one
@@ -350,8 +334,8 @@ func changedMovies(ws []Written) []string {
 	return out
 }
 
-// notices builds the notification payloads: per changed movie, the ids
-// whose change its readers should see.
+// notices builds the notification payloads of a batch: per changed movie,
+// the ids whose change its readers should see.
 func notices(ws []Written) []string {
 	ids := map[string][]string{}
 	for _, w := range ws {
@@ -362,29 +346,10 @@ func notices(ws []Written) []string {
 			ids[w.PrevMovie] = append(ids[w.PrevMovie], w.ID)
 		}
 	}
-	var out []string
-	for _, m := range changedMovies(ws) {
-		n := Notice{MovieID: m}
-		size := len(m) + 40
-		for _, id := range ids[m] {
-			if size+len(id)+3 > maxNoticeBytes {
-				n.More = true
-				break
-			}
-			n.IDs = append(n.IDs, id)
-			size += len(id) + 3
-		}
-		b, _ := json.Marshal(n)
-		out = append(out, string(b))
+	movies := changedMovies(ws)
+	ns := make([]changefeed.Notice, len(movies))
+	for i, m := range movies {
+		ns[i] = changefeed.NewNotice(m, ids[m])
 	}
-	return out
-}
-
-// ParseNotice decodes a notification payload.
-func ParseNotice(payload string) (Notice, error) {
-	var n Notice
-	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.MovieID == "" {
-		return Notice{}, fmt.Errorf("notification %q is not a review change notice", strings.TrimSpace(payload))
-	}
-	return n, nil
+	return changefeed.Payloads(ns)
 }

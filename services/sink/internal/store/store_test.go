@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
@@ -283,9 +284,9 @@ func TestNotifiesOnlyOnCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notice, err := ParseNotice(n.Payload)
-	if err != nil || notice.MovieID != "tt0000005" || fmt.Sprint(notice.IDs) != "[generic:n1]" {
-		t.Fatalf("notice %+v (%v), want the committed review only", notice, err)
+	ns, err := changefeed.Parse(n.Payload)
+	if err != nil || len(ns) != 1 || ns[0].MovieID != "tt0000005" || fmt.Sprint(ns[0].IDs) != "[generic:n1]" {
+		t.Fatalf("notices %+v (%v), want the committed review only", ns, err)
 	}
 }
 
@@ -298,9 +299,45 @@ func TestNoticesFitPostgresLimit(t *testing.T) {
 	if len(ns) != 1 || len(ns[0]) > 8000 {
 		t.Fatalf("%d notices, first %d bytes", len(ns), len(ns[0]))
 	}
-	n, _ := ParseNotice(ns[0])
-	if !n.More || len(n.IDs) == 0 {
-		t.Fatalf("notice of 1000 ids: more=%v with %d ids", n.More, len(n.IDs))
+	parsed, err := changefeed.Parse(ns[0])
+	if err != nil || len(parsed) != 1 || !parsed[0].More || len(parsed[0].IDs) == 0 {
+		t.Fatalf("notice of 1000 ids: %+v, %v; want one, with more and some ids", parsed, err)
+	}
+}
+
+// A batch's movies share notifications, as few as the payload limit allows,
+// and every movie is in exactly one.
+func TestNoticesPackMoviesIntoFewNotifications(t *testing.T) {
+	var ws []Written
+	for i := range 600 {
+		ws = append(ws, Written{ID: fmt.Sprintf("generic:r-%04d", i), MovieID: fmt.Sprintf("tt%07d", i%300)})
+	}
+	ws = append(ws, Written{ID: "generic:moved", MovieID: "tt9999999", PrevMovie: "tt0000001"})
+	payloads := notices(ws)
+	if len(payloads) < 2 || len(payloads) > 5 {
+		t.Fatalf("%d notifications for 301 movies, want as few as 8000 bytes allow", len(payloads))
+	}
+	seen := map[string][]string{}
+	for _, p := range payloads {
+		if len(p) > 8000 {
+			t.Fatalf("a payload of %d bytes", len(p))
+		}
+		ns, err := changefeed.Parse(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range ns {
+			if _, dup := seen[n.MovieID]; dup {
+				t.Fatalf("movie %s in two notices", n.MovieID)
+			}
+			seen[n.MovieID] = n.IDs
+		}
+	}
+	if len(seen) != 301 || len(seen["tt0000007"]) != 2 || fmt.Sprint(seen["tt0000001"]) != "[generic:r-0001 generic:r-0301 generic:moved]" {
+		t.Fatalf("%d movies; tt0000007 %v; tt0000001 %v", len(seen), seen["tt0000007"], seen["tt0000001"])
+	}
+	if notices(nil) != nil {
+		t.Fatal("notifications for an empty batch")
 	}
 }
 
