@@ -1,6 +1,6 @@
 // Package jsonx is the JSON codec of the per-review hot path: the
-// receiver's split, the processor's decode, normalize and encode, and the
-// sink's decode. It is github.com/segmentio/encoding/json, a drop-in
+// receiver's split, the processor's decode, normalize and encode, the
+// sink's decode, and the api's answers. It is github.com/segmentio/encoding/json, a drop-in
 // replacement for encoding/json that decodes and encodes the project's
 // records about twice as fast (BenchmarkReceiverPath, BenchmarkProcessorPath,
 // BenchmarkDecode), with one rule that keeps encoding/json's behaviour where

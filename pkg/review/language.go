@@ -12,8 +12,9 @@ import (
 // becomes "en-US"). It fails on a tag that is not well-formed.
 //
 // Reviews carry few distinct tags, and parsing one was a third of a
-// review's validation: answers for well-formed tags are remembered, up to
-// maxKnownTags of them so that arbitrary input cannot grow the memory.
+// review's validation: answers for well-formed tags are remembered, about
+// maxKnownTags of them at most (concurrent callers may each add one past
+// it), so that arbitrary input cannot grow the memory.
 func LanguageTag(s string) (string, error) {
 	if v, ok := knownTags.Load(s); ok {
 		return v.(string), nil

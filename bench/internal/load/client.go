@@ -41,6 +41,7 @@ func NewClient(base string, conns int) (*Client, error) {
 
 // Do sends one request and returns the response's status code once its
 // body has been read. header may be nil; body may be empty.
+//
 // A request that fails on a kept-alive connection (the server may have
 // closed it while idle) is sent once more on a new one, as net/http does:
 // the generator's GETs are idempotent and its webhooks carry a webhook-id
