@@ -53,8 +53,11 @@ func WaitReady(ctx context.Context, brokers []string, minBrokers int) error {
 }
 
 // EnsureTopics creates every topic of specs under names that does not exist
-// yet, with the given replication factor; existing topics are left as they
-// are. It is idempotent and safe to run from several processes at once.
+// yet, with the given replication factor, and sets max.message.bytes to
+// MaxMessageBytes on every topic, existing ones included (a stack set up by
+// an older version kept the broker's 1 MiB, which refuses legal records);
+// other settings of existing topics are left as they are. It is idempotent
+// and safe to run from several processes at once.
 func EnsureTopics(ctx context.Context, brokers []string, names Names, specs []TopicSpec, replication int) error {
 	if replication <= 0 {
 		replication = 1
@@ -65,6 +68,7 @@ func EnsureTopics(ctx context.Context, brokers []string, names Names, specs []To
 		cfg := []kafka.ConfigEntry{
 			{ConfigName: "retention.ms", ConfigValue: retention(s.Retention)},
 			{ConfigName: "cleanup.policy", ConfigValue: map[bool]string{true: "compact", false: "delete"}[s.Compact]},
+			{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(MaxMessageBytes)},
 		}
 		if replication > 1 {
 			cfg = append(cfg, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(min(2, replication))})
@@ -89,9 +93,60 @@ func EnsureTopics(ctx context.Context, brokers []string, names Names, specs []To
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if err := setMaxMessageBytes(ctx, c, req.Topics); err != nil {
+		return err
+	}
 	// CreateTopics returns before every broker knows the leaders; wait
 	// until metadata shows a leader for each partition.
 	return waitLeaders(ctx, c, req.Topics)
+}
+
+// setMaxMessageBytes sets max.message.bytes on topics that exist already;
+// for those just created it repeats the creation's value.
+func setMaxMessageBytes(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfig) error {
+	req := &kafka.IncrementalAlterConfigsRequest{}
+	for _, t := range topics {
+		req.Resources = append(req.Resources, kafka.IncrementalAlterConfigsRequestResource{
+			ResourceType: kafka.ResourceTypeTopic,
+			ResourceName: t.Topic,
+			Configs: []kafka.IncrementalAlterConfigsRequestConfig{{
+				Name: "max.message.bytes", Value: strconv.Itoa(MaxMessageBytes), ConfigOperation: kafka.ConfigOperationSet,
+			}},
+		})
+	}
+	res, err := c.IncrementalAlterConfigs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("set max.message.bytes: %w", err)
+	}
+	var errs []error
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			errs = append(errs, fmt.Errorf("set max.message.bytes of topic %s: %w", r.ResourceName, r.Error))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TopicMaxMessageBytes returns the max.message.bytes in force on topic.
+func TopicMaxMessageBytes(ctx context.Context, brokers []string, topic string) (int, error) {
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	res, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"max.message.bytes"},
+	}}})
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			return 0, fmt.Errorf("describe topic %s: %w", topic, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "max.message.bytes" {
+				return strconv.Atoi(e.ConfigValue)
+			}
+		}
+	}
+	return 0, fmt.Errorf("topic %s: no max.message.bytes in the broker's answer", topic)
 }
 
 func waitLeaders(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfig) error {

@@ -169,7 +169,7 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 		Topic:     a.Topic,
 		Partition: a.Partition,
 		MinBytes:  16 << 10,
-		MaxBytes:  8 << 20,
+		MaxBytes:  FetchBytes,
 		MaxWait:   40 * time.Millisecond,
 		// Read-committed is irrelevant (no transactions); keep defaults.
 	})

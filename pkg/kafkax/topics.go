@@ -62,6 +62,29 @@ type TopicSpec struct {
 	Retention time.Duration
 }
 
+// MaxMessageBytes is every topic's max.message.bytes, set by EnsureTopics
+// (reviewctl setup): the largest record batch the broker takes. It holds the
+// largest legal record of every topic with its envelope: a raw event of a
+// delivery of MaxBodyLimit bytes, and the dead letter of such a body kept
+// base64-encoded (4/3 of it) with its reason and headers. The broker's own
+// default, 1 MiB, holds neither.
+const MaxMessageBytes = 4 << 20
+
+// MaxBodyLimit is the largest WEBHOOK_MAX_BODY a receiver accepts: the
+// largest body whose dead letter, base64-encoded, still fits MaxMessageBytes
+// with room for its envelope.
+const MaxBodyLimit = 2 << 20
+
+// BatchBytes bounds what a writer puts in one record batch: under
+// MaxMessageBytes by room for the batch's own header and the records'
+// framing, which kafka-go's size estimate leaves out.
+const BatchBytes = MaxMessageBytes - 64<<10
+
+// FetchBytes is what every consumer asks for in one fetch, per partition: at
+// least one whole record batch of MaxMessageBytes, so no legal record can
+// stall a reader.
+const FetchBytes = 2 * MaxMessageBytes
+
 // DefaultPartitions is the partition count of the partitioned topics: enough
 // for several processor and sink instances to share the work.
 const DefaultPartitions = 6

@@ -46,8 +46,13 @@ func NewWriter(cfg WriterConfig) *kafka.Writer {
 		// kafka-go preallocates BatchSize messages per batch: 1000 cost
 		// ~150 KB zeroed every 2ms, about a quarter of the receiver's CPU
 		// per review (measured with make bench).
-		BatchSize:              100,
-		BatchBytes:             16 << 20,
+		BatchSize: 100,
+		// Under the topics' max.message.bytes: kafka-go sends each
+		// partition's batch as one record batch, which the broker refuses
+		// whole ([10] Message Size Too Large) when it is larger. A single
+		// record over it fails before anything is sent
+		// (kafka.MessageTooLargeError); see WriteAll.
+		BatchBytes:             BatchBytes,
 		WriteTimeout:           cfg.WriteTimeout,
 		ReadTimeout:            cfg.WriteTimeout,
 		MaxAttempts:            cfg.MaxAttempts,

@@ -92,7 +92,7 @@ func (a *API) RunDeadLetters(ctx context.Context) error {
 func (a *API) followDeadLetters(ctx context.Context, topic string, partition int) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: a.cfg.Brokers, Topic: topic, Partition: partition,
-		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: time.Second,
+		MinBytes: 1, MaxBytes: kafkax.FetchBytes, MaxWait: time.Second,
 	})
 	defer r.Close()
 	if err := r.SetOffset(kafka.FirstOffset); err != nil {

@@ -51,7 +51,7 @@ func (p *Processor) restore(ctx context.Context, partition int, s dedupe.Store) 
 		Topic:     topic,
 		Partition: partition,
 		MinBytes:  1,
-		MaxBytes:  16 << 20,
+		MaxBytes:  2 * kafkax.FetchBytes,
 		MaxWait:   100 * time.Millisecond,
 	})
 	defer r.Close()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 )
 
 // span is the half-open offset range [From, To) of one partition of a topic.
@@ -143,7 +145,8 @@ func (c *logClient) snapshot(ctx context.Context, from, to time.Time) (spans, er
 
 // scanConfig tunes scan.
 type scanConfig struct {
-	// MaxBytes bounds one fetch per partition (default 4 MiB); memory in
+	// MaxBytes bounds one fetch per partition (default and least
+	// kafkax.FetchBytes, so the largest legal record is read); memory in
 	// flight is about MaxBytes times the partitions read at once.
 	MaxBytes int
 	// Parallel bounds the partitions read at once (default: all).
@@ -155,8 +158,8 @@ type scanConfig struct {
 // a partition. fn is called concurrently for different partitions, never
 // for one partition at once. It returns fn's first error or a read error.
 func (c *logClient) scan(ctx context.Context, ss spans, cfg scanConfig, fn func(m *kafka.Message) error) error {
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 4 << 20
+	if cfg.MaxBytes < kafkax.FetchBytes {
+		cfg.MaxBytes = kafkax.FetchBytes
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Parallel > 0 {
@@ -254,7 +257,7 @@ func (c *logClient) fetch(ctx context.Context, partition int, offsets []int64, f
 			want[o] = true
 		}
 		s := span{Partition: partition, From: offsets[i], To: offsets[j-1] + 1}
-		err := c.scanPartition(ctx, s, scanConfig{MaxBytes: 1 << 20}, func(m *kafka.Message) error {
+		err := c.scanPartition(ctx, s, scanConfig{MaxBytes: kafkax.FetchBytes}, func(m *kafka.Message) error {
 			if want[m.Offset] {
 				return fn(m)
 			}
