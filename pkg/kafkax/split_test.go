@@ -112,7 +112,9 @@ func TestWriteAllSplitsWhatTheBrokerRefuses(t *testing.T) {
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}}) })
+	t.Cleanup(func() {
+		_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	})
 	w := kafkax.NewWriter(kafkax.WriterConfig{Brokers: st.Brokers, Topic: topic})
 	defer w.Close()
 
