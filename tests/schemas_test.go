@@ -50,7 +50,7 @@ func TestProducedRecordsMatchSchemas(t *testing.T) {
 
 	for _, rec := range [][]byte{[]byte(`{"not":"valid review"}`), []byte("plain \x00 bytes")} {
 		dl := envelope.NewDeadLetter(envelope.StageProcessor, "invalid_field", errors.New("data.version must be >= 1"), "generic:r-1", rec, now)
-		b, _ := json.Marshal(dl)
+		b, _ := dl.Encode()
 		if err := schemas.Validate(schemas.DeadLetter, b); err != nil {
 			t.Errorf("dead letter (%s): %v", dl.RecordEncoding, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
@@ -84,8 +85,16 @@ const (
 
 // DeadLetter is the value of a reviews.dlq.v1 record: the failed record
 // untouched, plus why it failed. Its key is the failed record's key.
+//
+// The failed record's bytes are kept exactly: in Record when they are valid
+// JSON, base64-encoded in RecordBase64 otherwise (a body that is not JSON,
+// Latin-1 text, a truncated record), so RecordBytes gives back what was
+// sent, byte for byte. At most MaxRecordBytes of them are kept; a longer
+// record keeps its first MaxRecordBytes with RecordTruncated set.
 type DeadLetter struct {
-	// ID identifies the dead letter for `reviewctl dlq show`.
+	// ID identifies the dead letter for `reviewctl dlq show`. It is derived
+	// from the stage, reason, key and record, so the same failure dead-
+	// lettered again has the same id.
 	ID     string `json:"id"`
 	Stage  Stage  `json:"stage"`
 	Reason string `json:"reason"`
@@ -101,44 +110,97 @@ type DeadLetter struct {
 	Offset    *int64 `json:"offset,omitempty"`
 	// Key is the failed record's key.
 	Key string `json:"key,omitempty"`
-	// Record is the failed record's value: JSON kept as JSON, anything
-	// else as a JSON string holding the bytes.
-	Record json.RawMessage `json:"record"`
-	// RecordEncoding is "json" or "text".
+	// Record is the failed record's value when it is JSON (RecordEncoding
+	// "json"), null when it is in RecordBase64. Dead letters written before
+	// record_base64 existed hold other bytes here as a JSON string
+	// (RecordEncoding "text").
+	Record json.RawMessage `json:"record,omitempty"`
+	// RecordBase64 holds the failed record's bytes when they are not
+	// valid JSON or were truncated (RecordEncoding "base64").
+	RecordBase64 []byte `json:"record_base64,omitempty"`
+	// RecordEncoding is "json", "base64", or "text" (older dead letters).
 	RecordEncoding string `json:"record_encoding"`
+	// RecordSize is the failed record's whole length in bytes.
+	RecordSize int `json:"record_size"`
+	// RecordTruncated says only the first MaxRecordBytes were kept.
+	RecordTruncated bool `json:"record_truncated,omitempty"`
 	// Headers of the failed record or request (never secrets).
 	Headers map[string]string `json:"headers,omitempty"`
 }
 
-// NewDeadLetter builds a dead letter around the failed bytes.
+// The record encodings of a dead letter.
+const (
+	RecordJSON   = "json"
+	RecordBase64 = "base64"
+	recordText   = "text" // written by older versions only
+)
+
+// MaxRecordBytes bounds the failed bytes a dead letter keeps:
+// WEBHOOK_MAX_BODY's ceiling (kafkax.MaxBodyLimit), so every body the
+// receiver takes is kept whole, and the dead letter of the largest record,
+// base64-encoded, fits the topic's max.message.bytes.
+const MaxRecordBytes = 2 << 20
+
+// maxErrorBytes bounds the error text a dead letter keeps.
+const maxErrorBytes = 4 << 10
+
+// NewDeadLetter builds a dead letter around the failed bytes. It is the one
+// place dead letters are made (DeadLetterOf adds where a Kafka record was
+// read); the bytes are kept as the DeadLetter doc says.
 func NewDeadLetter(stage Stage, reason string, err error, key string, record []byte, now time.Time) DeadLetter {
+	msg := err.Error()
+	if len(msg) > maxErrorBytes {
+		msg = strings.ToValidUTF8(msg[:maxErrorBytes], "") + " (cut)"
+	}
 	dl := DeadLetter{
-		Stage:    stage,
-		Reason:   reason,
-		Error:    err.Error(),
-		FailedAt: now.UTC(),
-		Key:      key,
+		Stage:      stage,
+		Reason:     reason,
+		Error:      msg,
+		FailedAt:   now.UTC(),
+		Key:        key,
+		RecordSize: len(record),
 	}
-	if json.Valid(record) { // a cold path: encoding/json
-		dl.Record, dl.RecordEncoding = json.RawMessage(record), "json"
+	kept := record
+	if len(kept) > MaxRecordBytes {
+		kept, dl.RecordTruncated = kept[:MaxRecordBytes], true
+	}
+	if !dl.RecordTruncated && json.Valid(kept) { // a cold path: encoding/json
+		dl.Record, dl.RecordEncoding = json.RawMessage(kept), RecordJSON
 	} else {
-		s, _ := json.Marshal(string(record))
-		dl.Record, dl.RecordEncoding = s, "text"
+		dl.Record, dl.RecordBase64, dl.RecordEncoding = json.RawMessage("null"), kept, RecordBase64
 	}
-	h := sha256.Sum256(append([]byte(string(stage)+"\x00"+reason+"\x00"+key+"\x00"), record...))
-	dl.ID = "dlq_" + hex.EncodeToString(h[:10])
+	h := sha256.New()
+	h.Write([]byte(string(stage) + "\x00" + reason + "\x00" + key + "\x00"))
+	h.Write(record)
+	dl.ID = "dlq_" + hex.EncodeToString(h.Sum(nil)[:10])
 	return dl
 }
 
-// RecordBytes returns the failed record's original bytes.
+// RecordBytes returns the failed record's original bytes (its first
+// MaxRecordBytes when RecordTruncated).
 func (d DeadLetter) RecordBytes() []byte {
-	if d.RecordEncoding == "text" {
+	switch d.RecordEncoding {
+	case RecordBase64:
+		return d.RecordBase64
+	case recordText:
 		var s string
 		if json.Unmarshal(d.Record, &s) == nil {
 			return []byte(s)
 		}
 	}
 	return d.Record
+}
+
+// ParseDeadLetter decodes a reviews.dlq.v1 value.
+func ParseDeadLetter(b []byte) (DeadLetter, error) {
+	var d DeadLetter
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, fmt.Errorf("dead letter is not JSON: %w", err)
+	}
+	if d.ID == "" {
+		return d, fmt.Errorf("dead letter has no id")
+	}
+	return d, nil
 }
 
 // SyncKind is what a sync request asks the poller for.

@@ -3,7 +3,9 @@ package envelope
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -57,15 +59,62 @@ func (r Raw) encode() ([]byte, error) {
 	return append(out, '}'), nil
 }
 
-// Message turns a dead letter into its reviews.dlq.v1 record.
+// Message turns a dead letter into its reviews.dlq.v1 record. The record
+// is spliced in as it is: json.Marshal would compact JSON records, and the
+// dead letter must keep their bytes exactly.
 func (d DeadLetter) Message() (kafka.Message, error) {
-	b, err := json.Marshal(d) // a cold path: encoding/json
+	b, err := d.Encode()
 	if err != nil {
-		return kafka.Message{}, fmt.Errorf("encode dead letter: %w", err)
+		return kafka.Message{}, err
 	}
 	return kafka.Message{Key: []byte(d.Key), Value: b, Headers: []kafka.Header{
 		{Key: "stage", Value: []byte(d.Stage)}, {Key: "reason", Value: []byte(d.Reason)},
 	}}, nil
+}
+
+// DeadLetterOf builds the dead letter of a record read from Kafka: the
+// record's bytes and key, where it was read (topic, partition, offset), and
+// its headers that are text. provider is the record's provider when known
+// ("" takes the part of the key before its first colon).
+func DeadLetterOf(stage Stage, reason string, err error, m kafka.Message, provider string, now time.Time) DeadLetter {
+	dl := NewDeadLetter(stage, reason, err, string(m.Key), m.Value, now)
+	if provider == "" {
+		provider, _, _ = strings.Cut(string(m.Key), ":")
+	}
+	dl.Provider = provider
+	if m.Topic != "" {
+		partition, offset := m.Partition, m.Offset
+		dl.Topic, dl.Partition, dl.Offset = m.Topic, &partition, &offset
+	}
+	for _, h := range m.Headers {
+		if !utf8.Valid(h.Value) {
+			continue
+		}
+		if dl.Headers == nil {
+			dl.Headers = map[string]string{}
+		}
+		dl.Headers[h.Key] = string(h.Value)
+	}
+	return dl
+}
+
+// Encode returns the dead letter's JSON with Record's bytes unchanged (a
+// cold path: encoding/json).
+func (d DeadLetter) Encode() ([]byte, error) {
+	record := d.Record
+	if len(record) == 0 {
+		record = json.RawMessage("null")
+	}
+	d.Record = nil
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode dead letter: %w", err)
+	}
+	out := make([]byte, 0, len(b)+len(`,"record":`)+len(record))
+	out = append(out, b[:len(b)-1]...) // without the closing brace
+	out = append(out, `,"record":`...)
+	out = append(out, record...)
+	return append(out, '}'), nil
 }
 
 // Header returns the value of the named header of m, or "".

@@ -68,8 +68,6 @@ const CinescoreMaxStars = 10
 // RFC 3339, which the canonical review needs.
 const maxEpochMs = 253402300799999
 
-// maxIDBytes bounds a provider review id of the providers of our own design.
-const maxIDBytes = 256
 
 // Split implements Adapter.
 func (c Cinescore) Split(body []byte) ([]Change, error) {
@@ -98,7 +96,7 @@ func (c Cinescore) Split(body []byte) ([]Change, error) {
 	out := make([]Change, 0, len(raws))
 	for i, raw := range raws {
 		ev, err := c.Normalize(raw, time.Time{})
-		if err != nil {
+		if refusesDelivery(err) {
 			return nil, prefixErr(err, fmt.Sprintf("notification %d: ", i))
 		}
 		out = append(out, Change{ReviewID: ev.Review.ExternalID, Payload: raw})
@@ -136,13 +134,10 @@ func (c Cinescore) Normalize(payload []byte, ingestedAt time.Time) (review.Event
 		r.MovieID = n.Film.Imdb
 	}
 	if n.Removed {
-		return review.Event{Op: review.OpDelete, Review: r}, nil
+		return checked(review.Event{Op: review.OpDelete, Review: r}, "", sentTexts{})
 	}
 	if n.Film == nil {
 		return review.Event{}, Errorf(ReasonInvalidField, "film is required unless removed is true")
-	}
-	if len(n.Text) > MaxBodyChars {
-		return review.Event{}, Errorf(ReasonInvalidField, "text is %d bytes, at most %d", len(n.Text), MaxBodyChars)
 	}
 	if n.Stars != nil {
 		s := *n.Stars
@@ -168,12 +163,14 @@ func (c Cinescore) Normalize(payload []byte, ingestedAt time.Time) (review.Event
 		}
 		r.URL = n.Permalink
 	}
+	sent := sentTexts{title: n.Headline, url: n.Permalink, body: n.Text}
 	if n.Critic != nil {
+		sent.author = n.Critic.Name
 		r.Author = review.CleanText(n.Critic.Name)
 	}
 	r.Title = review.CleanText(n.Headline)
 	r.Body = review.CleanText(n.Text)
-	return review.Event{Op: review.OpUpsert, Review: r}, nil
+	return checked(review.Event{Op: review.OpUpsert, Review: r}, n.Film.Name, sent)
 }
 
 // decodeStrictObject decodes one JSON object into v. A payload that is not
@@ -227,8 +224,6 @@ func checkID(field, id string) error {
 	switch {
 	case strings.TrimSpace(id) == "":
 		return Errorf(ReasonInvalidField, "%s is required", field)
-	case len(id) > maxIDBytes:
-		return Errorf(ReasonInvalidField, "%s is %d bytes, at most %d", field, len(id), maxIDBytes)
 	case !utf8.ValidString(id) || review.CleanText(id) != id || strings.ContainsAny(id, "\n\t"):
 		return Errorf(ReasonInvalidField, "%s %q holds invalid UTF-8 or control characters", field, id)
 	}

@@ -83,7 +83,7 @@ func TestCinescoreNormalize(t *testing.T) {
 		{"missing id", cs(func(m map[string]any) { delete(m, "critiqueId") }), "", review.Review{}, provider.ReasonInvalidField},
 		{"blank id", cs(func(m map[string]any) { m["critiqueId"] = "  " }), "", review.Review{}, provider.ReasonInvalidField},
 		{"id with control character", cs(func(m map[string]any) { m["critiqueId"] = "a\x00b" }), "", review.Review{}, provider.ReasonInvalidField},
-		{"id too long", cs(func(m map[string]any) { m["critiqueId"] = strings.Repeat("x", 257) }), "", review.Review{}, provider.ReasonInvalidField},
+		{"id too long", cs(func(m map[string]any) { m["critiqueId"] = strings.Repeat("x", 257) }), "", review.Review{}, provider.ReasonFieldTooLong},
 		{"rev zero", cs(func(m map[string]any) { m["rev"] = 0 }), "", review.Review{}, provider.ReasonInvalidField},
 		{"rev fractional", cs(func(m map[string]any) { m["rev"] = 2.5 }), "", review.Review{}, provider.ReasonInvalidField},
 		{"rev as string", cs(func(m map[string]any) { m["rev"] = "2" }), "", review.Review{}, provider.ReasonInvalidField},
@@ -95,7 +95,7 @@ func TestCinescoreNormalize(t *testing.T) {
 		{"modifiedMs as RFC 3339", cs(func(m map[string]any) { m["modifiedMs"] = "2026-11-20T10:00:00Z" }), "", review.Review{}, provider.ReasonInvalidField},
 		{"body at the limit", cs(func(m map[string]any) { m["text"] = strings.Repeat("a", provider.MaxBodyChars) }), review.OpUpsert,
 			with(func(r *review.Review) { r.Body = strings.Repeat("a", provider.MaxBodyChars) }), ""},
-		{"huge body", cs(func(m map[string]any) { m["text"] = strings.Repeat("a", provider.MaxBodyChars+1) }), "", review.Review{}, provider.ReasonInvalidField},
+		{"huge body", cs(func(m map[string]any) { m["text"] = strings.Repeat("a", provider.MaxBodyChars+1) }), "", review.Review{}, provider.ReasonFieldTooLong},
 		{"unicode and control characters", cs(func(m map[string]any) {
 			m["text"] = "Ça\u0007 marche 🎬\t日本語"
 			m["headline"] = "\u0085Bravo"

@@ -106,7 +106,7 @@ func (g Generic) Split(body []byte) ([]Change, error) {
 		if err := checkGenericType(b.GenericEvent); err != nil {
 			return nil, prefixErr(err, "event 0: ")
 		}
-		if _, err := g.normalizeEvent(b.GenericEvent, time.Time{}); err != nil {
+		if _, err := g.normalizeEvent(b.GenericEvent, time.Time{}); refusesDelivery(err) {
 			return nil, prefixErr(err, "event 0: ")
 		}
 		return []Change{{ReviewID: b.Data.ReviewID, Payload: trimmed}}, nil
@@ -123,7 +123,7 @@ func (g Generic) Split(body []byte) ([]Change, error) {
 		if it.err != nil {
 			return nil, prefixErr(it.err, fmt.Sprintf("event %d: ", i))
 		}
-		if _, err := g.normalizeEvent(it.ev, time.Time{}); err != nil {
+		if _, err := g.normalizeEvent(it.ev, time.Time{}); refusesDelivery(err) {
 			return nil, prefixErr(err, fmt.Sprintf("event %d: ", i))
 		}
 		out = append(out, Change{ReviewID: it.ev.Data.ReviewID, Payload: it.raw})
@@ -195,13 +195,10 @@ func (g Generic) normalizeEvent(ev GenericEvent, ingestedAt time.Time) (review.E
 		r.MovieID = d.Movie.ImdbID
 	}
 	if ev.Type == GenericDeleted {
-		return review.Event{Op: review.OpDelete, Review: r}, nil
+		return checked(review.Event{Op: review.OpDelete, Review: r}, "", sentTexts{})
 	}
 	if d.Movie == nil {
 		return review.Event{}, Errorf(ReasonInvalidField, "data.movie is required for %s", GenericUpserted)
-	}
-	if len(d.Body) > MaxBodyChars {
-		return review.Event{}, Errorf(ReasonInvalidField, "data.body is %d bytes, at most %d", len(d.Body), MaxBodyChars)
 	}
 	if d.Rating != nil {
 		v, err := review.Rating(d.Rating.Value, d.Rating.Scale)
@@ -227,7 +224,8 @@ func (g Generic) normalizeEvent(ev GenericEvent, ingestedAt time.Time) (review.E
 	r.Author = review.CleanText(d.Author)
 	r.Title = review.CleanText(d.Title)
 	r.Body = review.CleanText(d.Body)
-	return review.Event{Op: review.OpUpsert, Review: r}, nil
+	return checked(review.Event{Op: review.OpUpsert, Review: r}, d.Movie.Title,
+		sentTexts{author: d.Author, title: d.Title, url: d.URL, body: d.Body})
 }
 
 func prefixErr(err error, prefix string) error {

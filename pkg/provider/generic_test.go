@@ -119,9 +119,9 @@ func TestGenericNormalize(t *testing.T) {
 				}
 			}},
 		{name: "body over 100 KB", typ: GenericUpserted,
-			data: genericWith(func(d map[string]any) { d["body"] = strings.Repeat("a", MaxBodyChars+1) }), reason: ReasonInvalidField},
+			data: genericWith(func(d map[string]any) { d["body"] = strings.Repeat("a", MaxBodyChars+1) }), reason: ReasonFieldTooLong},
 		{name: "huge body of 1 MB", typ: GenericUpserted,
-			data: genericWith(func(d map[string]any) { d["body"] = strings.Repeat("é", 512*1024) }), reason: ReasonInvalidField},
+			data: genericWith(func(d map[string]any) { d["body"] = strings.Repeat("é", 512*1024) }), reason: ReasonFieldTooLong},
 		{name: "Unicode kept as written", typ: GenericUpserted,
 			data: genericWith(func(d map[string]any) {
 				d["author"], d["title"], d["body"] = "Zoë Ŝ", "Amélie 🎬", "日本語のレビュー\n\tעברית 👍🏽 e\u0301"

@@ -10,8 +10,6 @@
 package provider
 
 import (
-	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -39,38 +37,37 @@ type Adapter interface {
 	Normalize(payload []byte, ingestedAt time.Time) (review.Event, error)
 }
 
-// Reason classifies a permanent payload error; it is the dead-letter reason.
-type Reason string
+// Reason classifies a permanent payload error; it is the dead-letter
+// reason. It is the shared model's vocabulary (review.Reason), with the
+// adapters' own reasons below.
+type Reason = review.Reason
 
 // The reasons a payload is refused.
 const (
 	ReasonNotJSON       Reason = "not_json"
 	ReasonUnknownShape  Reason = "unknown_shape"
-	ReasonInvalidField  Reason = "invalid_field"
+	ReasonInvalidField         = review.ReasonInvalidField
+	ReasonFieldTooLong         = review.ReasonFieldTooLong
+	ReasonTooLarge             = review.ReasonTooLarge
 	ReasonTooManyEvents Reason = "too_many_events"
 	ReasonUnknownProv   Reason = "unknown_provider"
 )
 
 // Error is a permanent payload error: retrying the same bytes fails again.
-type Error struct {
-	Reason Reason
-	Msg    string
-}
-
-func (e *Error) Error() string { return string(e.Reason) + ": " + e.Msg }
+type Error = review.Error
 
 // Errorf builds a permanent *Error.
-func Errorf(reason Reason, format string, args ...any) error {
-	return &Error{Reason: reason, Msg: fmt.Sprintf(format, args...)}
-}
+func Errorf(reason Reason, format string, args ...any) error { return review.Errorf(reason, format, args...) }
 
 // ReasonOf returns the Reason of a permanent error, or "" for any other error.
-func ReasonOf(err error) Reason {
-	var pe *Error
-	if errors.As(err, &pe) {
-		return pe.Reason
-	}
-	return ""
+func ReasonOf(err error) Reason { return review.ReasonOf(err) }
+
+// refusesDelivery reports whether an event's error refuses its whole
+// delivery at the receiver (400). A field over its limit does not: the
+// event goes on to the processor, which dead-letters it alone
+// (field_too_long) while the others of its delivery are stored.
+func refusesDelivery(err error) bool {
+	return err != nil && ReasonOf(err) != ReasonFieldTooLong
 }
 
 // Registry finds adapters by provider name. It is read-only after
@@ -105,10 +102,29 @@ func (r *Registry) Names() []string {
 // MaxEventsPerDelivery bounds the events of one delivery (CONTRACT §2).
 const MaxEventsPerDelivery = 500
 
-// MaxBodyChars bounds a review body (CONTRACT §2: at most 100 KB).
-const MaxBodyChars = 100 * 1024
+// MaxBodyChars bounds a review body: at most 100 KB (review.MaxBodyBytes).
+const MaxBodyChars = review.MaxBodyBytes
 
 // Default returns the registry of every provider reviewpipe knows.
 func Default() *Registry {
 	return NewRegistry(Generic{}, Cinescore{}, Reelpulse{})
+}
+
+// sentTexts are a review's texts as the provider sent them, before
+// review.CleanText: the limits apply to what was sent.
+type sentTexts struct{ author, title, url, body string }
+
+// checked is the last step of every adapter's Normalize: the field limits
+// on the review id, the texts as sent and the movie's title, then the
+// model's own Validate. On a field over its limit the event is returned
+// beside the error, so Split still knows the review's id and lets the
+// event through to be dead-lettered alone.
+func checked(ev review.Event, movieTitle string, sent sentTexts) (review.Event, error) {
+	if err := review.CheckLimits(ev.Review.ExternalID, sent.author, sent.title, sent.url, sent.body); err != nil {
+		return ev, err
+	}
+	if err := review.CheckChars("movie title", movieTitle, review.MaxMovieTitleChars); err != nil {
+		return ev, err
+	}
+	return ev, review.Validate(ev)
 }

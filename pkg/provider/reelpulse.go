@@ -88,7 +88,7 @@ func (p Reelpulse) Split(body []byte) ([]Change, error) {
 	out := make([]Change, 0, len(raws))
 	for i, raw := range raws {
 		ev, err := p.Normalize(raw, time.Time{})
-		if err != nil {
+		if refusesDelivery(err) {
 			return nil, prefixErr(err, fmt.Sprintf("change %d: ", i))
 		}
 		out = append(out, Change{ReviewID: ev.Review.ExternalID, Payload: raw})
@@ -134,13 +134,10 @@ func (p Reelpulse) Normalize(payload []byte, ingestedAt time.Time) (review.Event
 		r.MovieID = post.TitleRef.Imdb
 	}
 	if ch.Event == ReelpulseRetracted {
-		return review.Event{Op: review.OpDelete, Review: r}, nil
+		return checked(review.Event{Op: review.OpDelete, Review: r}, "", sentTexts{})
 	}
 	if post.TitleRef == nil {
 		return review.Event{}, Errorf(ReasonInvalidField, "post.title_ref is required for %s", ch.Event)
-	}
-	if len(post.Content) > MaxBodyChars {
-		return review.Event{}, Errorf(ReasonInvalidField, "post.content is %d bytes, at most %d", len(post.Content), MaxBodyChars)
 	}
 	if strings.TrimSpace(post.Score) != "" {
 		v, err := ReelpulseScore(post.Score)
@@ -165,7 +162,8 @@ func (p Reelpulse) Normalize(payload []byte, ingestedAt time.Time) (review.Event
 	r.Author = review.CleanText(post.Byline)
 	r.Title = review.CleanText(post.Heading)
 	r.Body = review.CleanText(post.Content)
-	return review.Event{Op: review.OpUpsert, Review: r}, nil
+	ev := review.Event{Op: review.OpUpsert, Review: r}
+	return checked(ev, post.TitleRef.Label, sentTexts{author: post.Byline, title: post.Heading, url: post.Link, body: post.Content})
 }
 
 // ParseReelpulseTime parses post.edited ("2006-01-02 15:04:05", UTC,

@@ -95,7 +95,7 @@ func TestReelpulseNormalize(t *testing.T) {
 			with(func(r *review.Review) { r.SourceUpdatedAt = time.Date(2028, 2, 29, 23, 59, 59, 0, time.UTC) }), ""},
 		{"BCP 47 locale", rp(provider.ReelpulseEdited, func(p map[string]any) { p["locale"] = "en-us" }), review.OpUpsert, with(func(r *review.Review) { r.Language = "en-US" }), ""},
 		{"bad locale", rp(provider.ReelpulseEdited, func(p map[string]any) { p["locale"] = "xx_YY_ZZ_!!" }), "", review.Review{}, provider.ReasonInvalidField},
-		{"huge body", rp(provider.ReelpulseEdited, func(p map[string]any) { p["content"] = strings.Repeat("é", provider.MaxBodyChars/2+1) }), "", review.Review{}, provider.ReasonInvalidField},
+		{"huge body", rp(provider.ReelpulseEdited, func(p map[string]any) { p["content"] = strings.Repeat("é", provider.MaxBodyChars/2+1) }), "", review.Review{}, provider.ReasonFieldTooLong},
 		{"unicode", rp(provider.ReelpulseEdited, func(p map[string]any) { p["content"] = "Привет\u200b 👍\r\n"; p["byline"] = "\x1bM." }), review.OpUpsert,
 			with(func(r *review.Review) { r.Body = "Привет\u200b 👍\n"; r.Author = "M." }), ""},
 		{"ftp link", rp(provider.ReelpulseEdited, func(p map[string]any) { p["link"] = "ftp://reelpulse.example/p" }), "", review.Review{}, provider.ReasonInvalidField},

@@ -147,9 +147,9 @@ func decode(m kafka.Message) (review.Event, string) {
 	switch {
 	case ev.Op != review.OpUpsert && ev.Op != review.OpDelete:
 		return ev, "unknown_op"
-	case ev.Review.ID == "" || ev.Review.Version < 1:
-		return ev, "invalid_review"
-	case ev.Review.Rating != nil && (*ev.Review.Rating < 0 || *ev.Review.Rating > 100):
+	case review.Validate(ev) != nil:
+		// The sink refuses the same records (review.Validate), so the
+		// statistics count what the store holds.
 		return ev, "invalid_review"
 	}
 	return ev, ""

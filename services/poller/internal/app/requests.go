@@ -144,9 +144,8 @@ func (s *Service) deadLetterRequest(ctx context.Context, m kafka.Message, cause 
 		return cause
 	}
 	now := time.Now()
-	dl := envelope.NewDeadLetter(envelope.StagePoller, "invalid_sync_request", cause, string(m.Key), m.Value, now)
-	p, o := m.Partition, m.Offset
-	dl.Topic, dl.Partition, dl.Offset = m.Topic, &p, &o
+	dl := envelope.DeadLetterOf(envelope.StagePoller, "invalid_sync_request", cause, m, "-", now)
+	dl.Provider = "" // a sync request's key is a movie or a provider, not a review key
 	msg, err := dl.Message()
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package processor
 import (
 	"context"
 	"time"
-	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -14,22 +13,7 @@ import (
 // record: the original bytes untouched, the stage, reason and error, where
 // it was read (topic, partition, offset) and its headers.
 func deadLetterMessage(r *record, now time.Time) (kafka.Message, error) {
-	m := r.msg
-	dl := envelope.NewDeadLetter(envelope.StageProcessor, r.reason, r.err, string(m.Key), m.Value, now)
-	dl.Provider = r.raw.Provider
-	dl.Topic = m.Topic
-	partition, offset := m.Partition, m.Offset
-	dl.Partition, dl.Offset = &partition, &offset
-	for _, h := range m.Headers {
-		if !utf8.Valid(h.Value) {
-			continue
-		}
-		if dl.Headers == nil {
-			dl.Headers = map[string]string{}
-		}
-		dl.Headers[h.Key] = string(h.Value)
-	}
-	return dl.Message()
+	return envelope.DeadLetterOf(envelope.StageProcessor, r.reason, r.err, r.msg, r.raw.Provider, now).Message()
 }
 
 // writeDeadLetters writes the batch's failed records to reviews.dlq.v1.

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -170,44 +169,14 @@ func planRedrive(dl envelope.DeadLetter, reg *provider.Registry) redrivePlan {
 	return p
 }
 
-// validateEvent checks a normalized event against the canonical model's
-// rules (CONTRACT §3), as the sink relies on them.
+// validateEvent checks a normalized event with the model's one check
+// (review.Validate, as the sink does), and that its provider is known.
 func validateEvent(ev review.Event, reg *provider.Registry) error {
-	r := ev.Review
-	switch {
-	case ev.Op != review.OpUpsert && ev.Op != review.OpDelete:
-		return fmt.Errorf("op %q is neither upsert nor delete", ev.Op)
-	case r.Provider == "" || r.ExternalID == "":
-		return errors.New("review.provider and review.external_id are required")
-	case r.ID != review.Key(r.Provider, r.ExternalID):
-		return fmt.Errorf("review.id %q is not %q", r.ID, review.Key(r.Provider, r.ExternalID))
-	case r.Version < 1:
-		return fmt.Errorf("review.version must be >= 1, got %d", r.Version)
-	case r.SourceUpdatedAt.IsZero():
-		return errors.New("review.source_updated_at is required")
+	if err := review.Validate(ev); err != nil {
+		return err
 	}
-	if _, ok := reg.Get(r.Provider); !ok {
-		return fmt.Errorf("provider %q has no adapter", r.Provider)
-	}
-	if r.MovieID != "" && !review.ValidMovieID(r.MovieID) {
-		return fmt.Errorf("review.movie_id %q is not an IMDb id", r.MovieID)
-	}
-	if ev.Op == review.OpDelete {
-		return nil
-	}
-	if r.MovieID == "" {
-		return errors.New("review.movie_id is required for an upsert")
-	}
-	if r.Rating != nil && (*r.Rating < 0 || *r.Rating > 100) {
-		return fmt.Errorf("review.rating %d is outside 0..100", *r.Rating)
-	}
-	if len(r.Body) > provider.MaxBodyChars {
-		return fmt.Errorf("review.body is %d bytes, at most %d", len(r.Body), provider.MaxBodyChars)
-	}
-	if r.Language != "" {
-		if _, err := review.LanguageTag(r.Language); err != nil {
-			return fmt.Errorf("review.language: %v", err)
-		}
+	if _, ok := reg.Get(ev.Review.Provider); !ok {
+		return fmt.Errorf("provider %q has no adapter", ev.Review.Provider)
 	}
 	return nil
 }

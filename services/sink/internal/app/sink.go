@@ -267,16 +267,7 @@ func (w *worker) apply(ctx context.Context, pos store.Position, changes []batch.
 }
 
 func (w *worker) deadLetter(m kafka.Message, reason string, cause error, now time.Time) (kafka.Message, error) {
-	dl := envelope.NewDeadLetter(envelope.StageSink, reason, cause, string(m.Key), m.Value, now)
-	p, off := m.Partition, m.Offset
-	dl.Topic, dl.Partition, dl.Offset = m.Topic, &p, &off
-	if prov, _, ok := strings.Cut(string(m.Key), ":"); ok {
-		dl.Provider = prov
-	}
-	dl.Headers = map[string]string{}
-	for _, h := range m.Headers {
-		dl.Headers[h.Key] = string(h.Value)
-	}
+	dl := envelope.DeadLetterOf(envelope.StageSink, reason, cause, m, "", now)
 	msg, err := dl.Message()
 	if err != nil {
 		return kafka.Message{}, err

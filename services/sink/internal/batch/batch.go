@@ -14,9 +14,7 @@ package batch
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -63,6 +61,7 @@ const (
 	ReasonNotJSON      = "not_json"
 	ReasonInvalidEvent = "invalid_event"
 	ReasonKeyMismatch  = "key_mismatch"
+	ReasonFieldTooLong = string(review.ReasonFieldTooLong)
 )
 
 // InvalidError is a permanent problem with one record: retrying cannot fix
@@ -87,10 +86,7 @@ func Decode(m kafka.Message, now time.Time) (Change, error) {
 		return Change{}, invalid(ReasonNotJSON, "value is not a normalized event: %v", err)
 	}
 	r := ev.Review
-	if ev.Op != review.OpUpsert && ev.Op != review.OpDelete {
-		return Change{}, invalid(ReasonInvalidEvent, "op %q is neither upsert nor delete", ev.Op)
-	}
-	if err := check(ev.Op, r); err != nil {
+	if err := check(ev); err != nil {
 		return Change{}, err
 	}
 	if key := string(m.Key); key != r.ID {
@@ -125,35 +121,20 @@ func Decode(m kafka.Message, now time.Time) (Change, error) {
 	return c, nil
 }
 
-// check enforces what the store's columns need, so that one bad record is
-// dead-lettered instead of failing its whole batch's transaction forever.
-func check(op review.Op, r review.Review) error {
-	switch {
-	case r.ID == "" || r.Provider == "" || r.ExternalID == "":
-		return invalid(ReasonInvalidEvent, "review lacks id, provider or external_id")
-	case r.ID != review.Key(r.Provider, r.ExternalID):
-		return invalid(ReasonInvalidEvent, "review id %q is not provider:external_id", r.ID)
-	case r.Version < 1:
-		return invalid(ReasonInvalidEvent, "review %s has version %d, below 1", r.ID, r.Version)
-	case r.Rating != nil && (*r.Rating < 0 || *r.Rating > 100):
-		return invalid(ReasonInvalidEvent, "review %s has rating %d outside 0..100", r.ID, *r.Rating)
-	case r.MovieID != "" && !review.ValidMovieID(r.MovieID):
-		return invalid(ReasonInvalidEvent, "review %s has movie_id %q, not an IMDb id", r.ID, r.MovieID)
+// check enforces the model's rules (review.Validate), which hold what the
+// store's columns need, so that one bad record is dead-lettered instead of
+// failing its whole batch's transaction forever. A field over its limit
+// keeps its reason (field_too_long); any other refusal is invalid_event.
+func check(ev review.Event) error {
+	err := review.Validate(ev)
+	if err == nil {
+		return nil
 	}
-	if op == review.OpUpsert {
-		if r.MovieID == "" {
-			return invalid(ReasonInvalidEvent, "upsert of %s has no movie_id", r.ID)
-		}
-		if r.SourceUpdatedAt.IsZero() {
-			return invalid(ReasonInvalidEvent, "upsert of %s has no source_updated_at", r.ID)
-		}
+	reason := ReasonInvalidEvent
+	if review.ReasonOf(err) == review.ReasonFieldTooLong {
+		reason = ReasonFieldTooLong
 	}
-	for _, s := range []string{r.ID, r.Provider, r.ExternalID, r.Author, r.Title, r.Body, r.Language, r.URL} {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return invalid(ReasonInvalidEvent, "review %q has text with invalid UTF-8 or a NUL byte", r.ID)
-		}
-	}
-	return nil
+	return &InvalidError{Reason: reason, Err: fmt.Errorf("review %q: %w", ev.Review.ID, err)}
 }
 
 // Collapse keeps, per review id, the greatest change (dedupe order) and

@@ -68,6 +68,7 @@ func TestDecode(t *testing.T) {
 		"bad movie":       {msg(t, 1, review.OpUpsert, bad(func(r *review.Review) { r.MovieID = "nm123" })), ReasonInvalidEvent},
 		"no updated_at":   {msg(t, 1, review.OpUpsert, bad(func(r *review.Review) { r.SourceUpdatedAt = time.Time{} })), ReasonInvalidEvent},
 		"NUL in body":     {msg(t, 1, review.OpUpsert, bad(func(r *review.Review) { r.Body = "a\x00b" })), ReasonInvalidEvent},
+		"title too long":  {msg(t, 1, review.OpUpsert, bad(func(r *review.Review) { r.Title = strings.Repeat("é", review.MaxTitleChars+1) })), ReasonFieldTooLong},
 		"id not composed": {msg(t, 1, review.OpUpsert, bad(func(r *review.Review) { r.ID = "generic:zzz" })), ReasonInvalidEvent},
 		"key mismatch": {func() kafka.Message {
 			m := msg(t, 1, review.OpUpsert, rv("b", 1, "x"))
