@@ -68,7 +68,6 @@ const CinescoreMaxStars = 10
 // RFC 3339, which the canonical review needs.
 const maxEpochMs = 253402300799999
 
-
 // Split implements Adapter.
 func (c Cinescore) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)

@@ -69,28 +69,36 @@ func reelpulseChange(edit func(p map[string]any)) []byte {
 func TestFieldLimitsAtTheEdge(t *testing.T) {
 	setters := map[string]map[string]func(string) []byte{
 		"generic": {
-			"review_id":   func(v string) []byte { return genericEvent(func(d map[string]any) { d["review_id"] = v }) },
-			"author":      func(v string) []byte { return genericEvent(func(d map[string]any) { d["author"] = v }) },
-			"title":       func(v string) []byte { return genericEvent(func(d map[string]any) { d["title"] = v }) },
-			"movie title": func(v string) []byte { return genericEvent(func(d map[string]any) { d["movie"].(map[string]any)["title"] = v }) },
-			"url":         func(v string) []byte { return genericEvent(func(d map[string]any) { d["url"] = v }) },
-			"body":        func(v string) []byte { return genericEvent(func(d map[string]any) { d["body"] = v }) },
+			"review_id": func(v string) []byte { return genericEvent(func(d map[string]any) { d["review_id"] = v }) },
+			"author":    func(v string) []byte { return genericEvent(func(d map[string]any) { d["author"] = v }) },
+			"title":     func(v string) []byte { return genericEvent(func(d map[string]any) { d["title"] = v }) },
+			"movie title": func(v string) []byte {
+				return genericEvent(func(d map[string]any) { d["movie"].(map[string]any)["title"] = v })
+			},
+			"url":  func(v string) []byte { return genericEvent(func(d map[string]any) { d["url"] = v }) },
+			"body": func(v string) []byte { return genericEvent(func(d map[string]any) { d["body"] = v }) },
 		},
 		"cinescore": {
-			"review_id":   func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["critiqueId"] = v }) },
-			"author":      func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["critic"] = map[string]any{"name": v} }) },
-			"title":       func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["headline"] = v }) },
-			"movie title": func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["film"].(map[string]any)["name"] = v }) },
-			"url":         func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["permalink"] = v }) },
-			"body":        func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["text"] = v }) },
+			"review_id": func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["critiqueId"] = v }) },
+			"author": func(v string) []byte {
+				return cinescoreNote(func(m map[string]any) { m["critic"] = map[string]any{"name": v} })
+			},
+			"title": func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["headline"] = v }) },
+			"movie title": func(v string) []byte {
+				return cinescoreNote(func(m map[string]any) { m["film"].(map[string]any)["name"] = v })
+			},
+			"url":  func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["permalink"] = v }) },
+			"body": func(v string) []byte { return cinescoreNote(func(m map[string]any) { m["text"] = v }) },
 		},
 		"reelpulse": {
-			"review_id":   func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["uid"] = v }) },
-			"author":      func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["byline"] = v }) },
-			"title":       func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["heading"] = v }) },
-			"movie title": func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["title_ref"].(map[string]any)["label"] = v }) },
-			"url":         func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["link"] = v }) },
-			"body":        func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["content"] = v }) },
+			"review_id": func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["uid"] = v }) },
+			"author":    func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["byline"] = v }) },
+			"title":     func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["heading"] = v }) },
+			"movie title": func(v string) []byte {
+				return reelpulseChange(func(p map[string]any) { p["title_ref"].(map[string]any)["label"] = v })
+			},
+			"url":  func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["link"] = v }) },
+			"body": func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["content"] = v }) },
 		},
 	}
 	limits := []struct {

@@ -57,7 +57,9 @@ const (
 type Error = review.Error
 
 // Errorf builds a permanent *Error.
-func Errorf(reason Reason, format string, args ...any) error { return review.Errorf(reason, format, args...) }
+func Errorf(reason Reason, format string, args ...any) error {
+	return review.Errorf(reason, format, args...)
+}
 
 // ReasonOf returns the Reason of a permanent error, or "" for any other error.
 func ReasonOf(err error) Reason { return review.ReasonOf(err) }
