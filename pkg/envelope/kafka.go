@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -115,6 +116,37 @@ func (d DeadLetter) Encode() ([]byte, error) {
 	out = append(out, `,"record":`...)
 	out = append(out, record...)
 	return append(out, '}'), nil
+}
+
+// WriteDeadLetters writes dls to the dead-letter topic with w and returns
+// once Kafka acknowledged every one. A dead letter that Kafka refuses as too
+// large (only a topic set up by hand with a lower max.message.bytes can) is
+// written again without its record, which is then lost but named (key,
+// topic, offset, size), so that no stage retries a dead letter forever.
+// Other errors are returned, and the caller retries.
+func WriteDeadLetters(ctx context.Context, w kafkax.MessageWriter, dls ...DeadLetter) error {
+	msgs := make([]kafka.Message, len(dls))
+	for i, d := range dls {
+		m, err := d.Message()
+		if err != nil {
+			return err
+		}
+		msgs[i] = m
+	}
+	tooLarge, err := kafkax.WriteAll(ctx, w, msgs)
+	if err != nil || len(tooLarge) == 0 {
+		return err
+	}
+	stubs := make([]kafka.Message, len(tooLarge))
+	for i, j := range tooLarge {
+		d := dls[j]
+		d.Record, d.RecordBase64, d.RecordEncoding, d.RecordTruncated = nil, nil, RecordBase64, true
+		d.Error += " (record not kept: the dead-letter topic refused it as too large; raise its max.message.bytes with reviewctl setup)"
+		if stubs[i], err = d.Message(); err != nil {
+			return err
+		}
+	}
+	return w.WriteMessages(ctx, stubs...)
 }
 
 // Header returns the value of the named header of m, or "".

@@ -8,6 +8,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 )
 
 // copiedHeaders are the raw record's headers that travel on to
@@ -46,9 +47,18 @@ func outputMessage(r *record) (kafka.Message, error) {
 
 // writeOutputs writes the batch's emitted changes in input order in one
 // synchronous call: records of one key share a partition (murmur2 on the
-// key), so they land in the order decided.
+// key), so they land in the order decided. A change Kafka refuses as too
+// large even alone is marked failed (too_large), so the dead-letter step
+// that follows keeps its input record; the field limits keep every legal
+// change far below the topic's max.message.bytes, so only a topic set up by
+// hand with less gets there. The state already holds that change's version:
+// redriving the same input is then dropped as a duplicate, and the fix is
+// a newer version from the provider or reconcile --apply.
 func (w *worker) writeOutputs(ctx context.Context, recs []record) error {
-	var msgs []kafka.Message
+	var (
+		msgs []kafka.Message
+		from []int // recs index of each message
+	)
 	for i := range recs {
 		r := &recs[i]
 		if r.failed() || !r.decision.Emit() {
@@ -58,10 +68,18 @@ func (w *worker) writeOutputs(ctx context.Context, recs []record) error {
 		if err != nil {
 			return err
 		}
-		msgs = append(msgs, m)
+		msgs, from = append(msgs, m), append(from, i)
 	}
 	if len(msgs) == 0 {
 		return nil
 	}
-	return w.p.w.Normalized.WriteMessages(ctx, msgs...)
+	tooLarge, err := kafkax.WriteAll(ctx, w.p.w.Normalized, msgs)
+	if err != nil {
+		return err
+	}
+	for _, j := range tooLarge {
+		recs[from[j]].fail(string(provider.ReasonTooLarge),
+			fmt.Errorf("%s refused its normalized record of %d bytes as too large", kafkax.TopicNormalized, len(msgs[j].Value)))
+	}
+	return nil
 }

@@ -67,7 +67,7 @@ func TestDeadLetterMessage(t *testing.T) {
 		if !r.failed() {
 			t.Fatal("record did not fail")
 		}
-		m, err := deadLetterMessage(&r, now)
+		m, err := deadLetter(&r, now).Message()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -173,17 +173,14 @@ func (w *worker) Handle(ctx context.Context, msgs []kafka.Message) error {
 	s.m.batchSize.Observe(float64(len(msgs)))
 	changes := make([]batch.Change, 0, len(msgs))
 	byOffset := make(map[int64]kafka.Message, len(msgs))
-	var dead []kafka.Message
+	var dead []envelope.DeadLetter
 	var reasons []string
 	for _, m := range msgs {
 		byOffset[m.Offset] = m
 		c, err := batch.Decode(m, now)
 		if err != nil {
 			if m.Offset >= w.dlqDone {
-				dl, derr := w.deadLetter(m, batch.ReasonOf(err), err, now)
-				if derr != nil {
-					return derr
-				}
+				dl := w.deadLetter(m, batch.ReasonOf(err), err, now)
 				dead, reasons = append(dead, dl), append(reasons, batch.ReasonOf(err))
 			}
 			continue
@@ -224,11 +221,8 @@ func (w *worker) apply(ctx context.Context, pos store.Position, changes []batch.
 			if len(changes) == 1 {
 				m := byOffset[changes[0].Offset]
 				s.log.Error("postgres refused a record; dead-lettering it", zap.Int64("offset", m.Offset), zap.Error(err))
-				dl, derr := w.deadLetter(m, "store_rejected", err, s.now())
-				if derr != nil {
-					return derr
-				}
-				if err := w.writeDead(ctx, []kafka.Message{dl}, []string{"store_rejected"}); err != nil {
+				dl := w.deadLetter(m, "store_rejected", err, s.now())
+				if err := w.writeDead(ctx, []envelope.DeadLetter{dl}, []string{"store_rejected"}); err != nil {
 					return err
 				}
 			}
@@ -266,21 +260,17 @@ func (w *worker) apply(ctx context.Context, pos store.Position, changes []batch.
 	return nil
 }
 
-func (w *worker) deadLetter(m kafka.Message, reason string, cause error, now time.Time) (kafka.Message, error) {
+func (w *worker) deadLetter(m kafka.Message, reason string, cause error, now time.Time) envelope.DeadLetter {
 	dl := envelope.DeadLetterOf(envelope.StageSink, reason, cause, m, "", now)
-	msg, err := dl.Message()
-	if err != nil {
-		return kafka.Message{}, err
-	}
 	w.s.log.Warn("dead-lettering a normalized record", zap.String("reason", reason), zap.String("key", string(m.Key)),
 		zap.Int64("offset", m.Offset), zap.String("event_id", dl.Headers[kafkax.HeaderEventID]), zap.Error(cause))
-	return msg, nil
+	return dl
 }
 
-func (w *worker) writeDead(ctx context.Context, dead []kafka.Message, reasons []string) error {
+func (w *worker) writeDead(ctx context.Context, dead []envelope.DeadLetter, reasons []string) error {
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := w.s.dlq.WriteMessages(wctx, dead...); err != nil {
+	if err := envelope.WriteDeadLetters(wctx, w.s.dlq, dead...); err != nil {
 		return fmt.Errorf("write %d dead letters: %w", len(dead), err)
 	}
 	sort.Strings(reasons)
