@@ -16,6 +16,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
+	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/services/poller/internal/feed"
 )
 
@@ -49,7 +50,8 @@ func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.
 	accepted := time.Now().UTC()
 	delivery := pageID(source)
 	msgs := make([]kafka.Message, 0, len(page.Events))
-	var dls []kafka.Message
+	raws := make([]envelope.Raw, 0, len(page.Events))
+	var dls []envelope.DeadLetter
 	digests := make([]string, 0, len(page.Events))
 	for _, ev := range page.Events {
 		sum := sha256.Sum256(ev)
@@ -70,11 +72,11 @@ func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.
 		}
 		norm, err := w.adapter.Normalize(ev, accepted)
 		if err != nil {
-			m, err := w.deadLetter(raw, err, accepted)
+			dl, err := w.deadLetter(raw, norm, err, accepted)
 			if err != nil {
 				return res, err
 			}
-			dls = append(dls, m)
+			dls = append(dls, dl)
 			digests = append(digests, digest)
 			continue
 		}
@@ -82,36 +84,54 @@ func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.
 		if err != nil {
 			return res, err
 		}
-		msgs = append(msgs, m)
+		msgs, raws = append(msgs, m), append(raws, raw)
 		digests = append(digests, digest)
 		if norm.Review.SourceUpdatedAt.After(res.newest) {
 			res.newest = norm.Review.SourceUpdatedAt
 		}
 	}
-	if err := w.write(ctx, w.s.raw, msgs); err != nil {
+	tooLarge, err := w.write(ctx, w.s.raw, msgs)
+	if err != nil {
 		return res, fmt.Errorf("publish %d events to %s: %w", len(msgs), kafkax.TopicRaw, err)
 	}
-	if err := w.write(ctx, w.s.dlq, dls); err != nil {
+	for _, i := range tooLarge {
+		cause := provider.Errorf(provider.ReasonTooLarge, "%s refused the event's raw record of %d bytes as too large",
+			kafkax.TopicRaw, len(msgs[i].Value))
+		dl, err := w.deadLetter(raws[i], review.Event{}, cause, accepted)
+		if err != nil {
+			return res, err
+		}
+		dl.Key = string(msgs[i].Key)
+		dls = append(dls, dl)
+	}
+	if err := w.writeDeadLetters(ctx, dls); err != nil {
 		return res, fmt.Errorf("dead-letter %d events: %w", len(dls), err)
 	}
 	for _, d := range digests {
 		w.recent.Add(d)
 	}
-	res.published, res.deadLettered = len(msgs), len(dls)
+	res.published, res.deadLettered = len(msgs)-len(tooLarge), len(dls)
 	w.s.m.events.WithLabelValues(w.name, string(source)).Add(float64(len(msgs)))
 	return res, nil
 }
 
-func (w *worker) deadLetter(raw envelope.Raw, cause error, now time.Time) (kafka.Message, error) {
+// deadLetter builds the dead letter of a page's event: its raw envelope,
+// keyed by the review when the adapter could still say which (a field over
+// its limit), else unkeyed.
+func (w *worker) deadLetter(raw envelope.Raw, norm review.Event, cause error, now time.Time) (envelope.DeadLetter, error) {
 	b, err := json.Marshal(raw)
 	if err != nil {
-		return kafka.Message{}, fmt.Errorf("encode raw envelope: %w", err)
+		return envelope.DeadLetter{}, fmt.Errorf("encode raw envelope: %w", err)
 	}
 	reason := string(provider.ReasonOf(cause))
 	if reason == "" {
 		reason = string(provider.ReasonInvalidField)
 	}
-	dl := envelope.NewDeadLetter(envelope.StagePoller, reason, cause, "", b, now)
+	key := ""
+	if norm.Review.ID != "" {
+		key = norm.Review.ID
+	}
+	dl := envelope.NewDeadLetter(envelope.StagePoller, reason, cause, key, b, now)
 	dl.Provider = w.name
 	dl.Headers = map[string]string{
 		kafkax.HeaderEventID:  raw.EventID,
@@ -119,27 +139,47 @@ func (w *worker) deadLetter(raw envelope.Raw, cause error, now time.Time) (kafka
 		kafkax.HeaderAccepted: now.UTC().Format(time.RFC3339Nano),
 	}
 	w.s.m.deadLetters.WithLabelValues(w.name, reason).Inc()
-	w.log.Warn("provider event refused by its adapter: dead-lettered", zap.String("reason", reason),
+	w.log.Warn("provider event refused: dead-lettered", zap.String("reason", reason),
 		zap.String("error", cause.Error()), zap.String("dead_letter_id", dl.ID))
-	return dl.Message()
+	return dl, nil
 }
 
-func (w *worker) write(ctx context.Context, wr Writer, msgs []kafka.Message) error {
+// write writes msgs with kafkax.WriteAll and returns the indexes of those
+// Kafka refuses alone as too large.
+func (w *worker) write(ctx context.Context, wr Writer, msgs []kafka.Message) ([]int, error) {
 	if len(msgs) == 0 {
-		return nil
+		return nil, nil
 	}
 	// A stopping poller still finishes (or times out) a write it began,
 	// so a page is never half-published because of the shutdown.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.KafkaDeadline)
 	defer cancel()
 	start := time.Now()
-	err := wr.WriteMessages(ctx, msgs...)
+	tooLarge, err := kafkax.WriteAll(ctx, wr, msgs)
+	w.observeWrite(start, err)
+	return tooLarge, err
+}
+
+// writeDeadLetters writes dls with envelope.WriteDeadLetters, under the
+// same deadline as write.
+func (w *worker) writeDeadLetters(ctx context.Context, dls []envelope.DeadLetter) error {
+	if len(dls) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.KafkaDeadline)
+	defer cancel()
+	start := time.Now()
+	err := envelope.WriteDeadLetters(ctx, w.s.dlq, dls...)
+	w.observeWrite(start, err)
+	return err
+}
+
+func (w *worker) observeWrite(start time.Time, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
 	}
 	w.s.m.kafkaWrite.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
-	return err
 }
 
 // pageID names one fetched page, the delivery_id of its raw envelopes.

@@ -146,13 +146,9 @@ func (s *Service) deadLetterRequest(ctx context.Context, m kafka.Message, cause 
 	now := time.Now()
 	dl := envelope.DeadLetterOf(envelope.StagePoller, "invalid_sync_request", cause, m, "-", now)
 	dl.Provider = "" // a sync request's key is a movie or a provider, not a review key
-	msg, err := dl.Message()
-	if err != nil {
-		return err
-	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.KafkaDeadline)
 	defer cancel()
-	if err := s.dlq.WriteMessages(wctx, msg); err != nil {
+	if err := envelope.WriteDeadLetters(wctx, s.dlq, dl); err != nil {
 		return fmt.Errorf("dead-letter sync request: %w", err)
 	}
 	s.m.syncRequests.WithLabelValues("unknown", "dead_lettered").Inc()
