@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -29,7 +30,7 @@ const dlqUsage = `usage: reviewctl dlq <list|show|redrive> [flags]
 
   list [--reason R] [--stage S] [--provider P] [--since T] [--json]
         the dead letters on reviews.dlq.v1, oldest first, with whether each was redriven
-  show ID [--json]
+  show ID [--json | --raw]
         one dead letter with its record
   redrive [--reason R] [--stage S] [--id ID] [--since T] [--dry-run] [--rate N/s] [--json]
         check each dead letter again and send the ones that are now valid back to their origin
@@ -310,8 +311,9 @@ func ledger(ctx context.Context, s settings, ids []string) (map[string]redriveIn
 }
 
 func runDLQShow(ctx context.Context, args []string, o IO) int {
-	fs := newFlags("dlq show", "dlq show ID [--json]", o)
+	fs := newFlags("dlq show", "dlq show ID [--json | --raw]", o)
 	asJSON := fs.Bool("json", false, "machine-readable output")
+	raw := fs.Bool("raw", false, "write the failed record's original bytes, exactly, to stdout (nothing else)")
 	// Accept the id before or after the flags.
 	var id string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -347,6 +349,16 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 		fmt.Fprintf(o.Err, "reviewctl: redrive status unknown: %v\n", ledErr)
 	}
 	d := found[len(found)-1]
+	if *raw {
+		if d.RecordTruncated {
+			fmt.Fprintf(o.Err, "reviewctl: dead letter %s kept only the first %d of the record's %d bytes\n",
+				d.ID, len(d.RecordBytes()), d.RecordSize)
+		}
+		if _, err := o.Out.Write(d.RecordBytes()); err != nil {
+			return o.Errorf("write the record: %v", err)
+		}
+		return ExitOK
+	}
 	it := listItem(d, led)
 	if *asJSON {
 		return writeJSON(o, struct {
@@ -398,8 +410,12 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 			fmt.Fprintf(w, "  %s: %s\n", k, d.Headers[k])
 		}
 	}
-	fmt.Fprintf(w, "record (%s, %d bytes):\n", d.RecordEncoding, len(d.RecordBytes()))
-	if d.RecordEncoding == "json" {
+	fmt.Fprintf(w, "record (%s, %d bytes", d.RecordEncoding, len(d.RecordBytes()))
+	if d.RecordTruncated {
+		fmt.Fprintf(w, " of %d, cut", d.RecordSize)
+	}
+	fmt.Fprintln(w, "; `--raw` writes them as they were):")
+	if d.RecordEncoding == envelope.RecordJSON {
 		var buf strings.Builder
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
@@ -409,7 +425,18 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 			return ExitOK
 		}
 	}
-	fmt.Fprintf(w, "%s\n", d.RecordBytes())
+	b := d.RecordBytes()
+	if d.RecordEncoding == envelope.RecordBase64 {
+		// Not JSON, maybe not text: quoted, so no byte reaches the terminal as it is.
+		const show = 4 << 10
+		if len(b) > show {
+			fmt.Fprintf(w, "%s ... (%d more bytes)\n", strconv.Quote(string(b[:show])), len(b)-show)
+		} else {
+			fmt.Fprintln(w, strconv.Quote(string(b)))
+		}
+		return ExitOK
+	}
+	fmt.Fprintf(w, "%s\n", b)
 	return ExitOK
 }
 

@@ -112,6 +112,9 @@ func TestDLQListShowRedrive(t *testing.T) {
 	if r.code != ExitOK || !strings.Contains(r.stdout, "{oops") || !strings.Contains(r.stdout, "2 occurrences") {
 		t.Fatalf("dlq show: %q", r.stdout)
 	}
+	if r = run(t, "dlq", "show", notJSON.ID, "--raw"); r.code != ExitOK || r.stdout != "{oops" {
+		t.Fatalf("dlq show --raw: exit %d, %q; want the record's bytes alone", r.code, r.stdout)
+	}
 	if r = run(t, "dlq", "show", "dlq_nope"); r.code != ExitError || strings.Count(r.stderr, "\n") != 1 {
 		t.Fatalf("dlq show of an unknown id: exit %d, stderr %q: want 2 and one line", r.code, r.stderr)
 	}
