@@ -71,8 +71,8 @@ const maxEpochMs = 253402300799999
 // Split implements Adapter.
 func (c Cinescore) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)
-	if !jsonx.Valid(trimmed) {
-		return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
+	if err := checkJSON(trimmed, "body"); err != nil {
+		return nil, err
 	}
 	var probe map[string]json.RawMessage
 	if err := jsonx.Unmarshal(trimmed, &probe); err != nil || probe == nil {
@@ -177,8 +177,8 @@ func (c Cinescore) Normalize(payload []byte, ingestedAt time.Time) (review.Event
 // known field of the wrong type is ReasonInvalidField naming the field.
 func decodeStrictObject(payload []byte, v any, what string) error {
 	trimmed := bytes.TrimSpace(payload)
-	if !jsonx.Valid(trimmed) {
-		return Errorf(ReasonNotJSON, "%s is not valid JSON", what)
+	if err := checkJSON(trimmed, what); err != nil {
+		return err
 	}
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Errorf(ReasonUnknownShape, "%s must be a JSON object", what)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
@@ -85,6 +86,9 @@ func (it *genericItem) UnmarshalJSON(b []byte) error {
 // Split implements Adapter.
 func (g Generic) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)
+	if !utf8.Valid(trimmed) {
+		return nil, errNotUTF8("body")
+	}
 	var b genericBody
 	if err := jsonx.Unmarshal(trimmed, &b); err != nil {
 		var syntax *json.SyntaxError
@@ -142,6 +146,9 @@ func (g Generic) Normalize(payload []byte, ingestedAt time.Time) (review.Event, 
 
 func decodeGeneric(raw []byte) (GenericEvent, error) {
 	var ev GenericEvent
+	if !utf8.Valid(raw) {
+		return ev, errNotUTF8("event")
+	}
 	if err := jsonx.Unmarshal(raw, &ev); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) || len(bytes.TrimSpace(raw)) == 0 {

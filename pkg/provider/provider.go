@@ -11,6 +11,9 @@ package provider
 
 import (
 	"sort"
+	"unicode/utf8"
+
+	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 	"time"
 
 	"github.com/reviewpipe/reviewpipe/pkg/review"
@@ -129,4 +132,21 @@ func checked(ev review.Event, movieTitle string, sent sentTexts) (review.Event, 
 		return ev, err
 	}
 	return ev, review.Validate(ev)
+}
+
+// checkJSON refuses what is not JSON text: bytes that are not UTF-8 (JSON
+// text is UTF-8, RFC 8259 §8.1; decoding would turn them into U+FFFD and
+// store what the provider did not write), or not valid JSON.
+func checkJSON(b []byte, what string) error {
+	if !utf8.Valid(b) {
+		return errNotUTF8(what)
+	}
+	if !jsonx.Valid(b) {
+		return Errorf(ReasonNotJSON, "%s is not valid JSON", what)
+	}
+	return nil
+}
+
+func errNotUTF8(what string) error {
+	return Errorf(ReasonNotJSON, "%s is not UTF-8: JSON text must be UTF-8 (RFC 8259), and a Latin-1 or other encoding would be misread", what)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
@@ -69,4 +71,49 @@ func (r *Registry) NormalizeRecord(key, value []byte, now time.Time) Normalized 
 	}
 	n.Event = ev
 	return n
+}
+
+// Delivery is a delivery body cut into the raw records it becomes.
+type Delivery struct {
+	// Messages are the reviews.raw.v1 records, one per event, in the
+	// body's order.
+	Messages []kafka.Message
+	// EventIDs are their event ids, index for index.
+	EventIDs []string
+}
+
+// SplitDelivery cuts a delivery body of provider name into its
+// reviews.raw.v1 records, as the receiver writes them: the adapter's Split,
+// then one raw envelope per event with its payload's bytes untouched, the
+// event id derived from the delivery id and the event's index (so a
+// redelivery yields the same ids), keyed {provider}:{review_id}. It is the
+// one splitter of the receiver and of `reviewctl dlq redrive`, so a redriven
+// body becomes what the receiver would have written. The error is the
+// adapter's permanent *Error (its reason is the dead-letter reason), or
+// ReasonUnknownProv.
+func (r *Registry) SplitDelivery(name, deliveryID string, source envelope.Source, body []byte, accepted time.Time) (Delivery, error) {
+	adapter, ok := r.Get(name)
+	if !ok {
+		return Delivery{}, Errorf(ReasonUnknownProv, "no adapter for provider %q (known: %v)", name, r.Names())
+	}
+	changes, err := adapter.Split(body)
+	if err != nil {
+		return Delivery{}, err
+	}
+	d := Delivery{Messages: make([]kafka.Message, len(changes)), EventIDs: make([]string, len(changes))}
+	for i, c := range changes {
+		raw := envelope.Raw{
+			EventID:    envelope.EventID(name, deliveryID, i),
+			Provider:   name,
+			Source:     source,
+			ReceivedAt: accepted.UTC(),
+			DeliveryID: deliveryID,
+			Payload:    c.Payload,
+		}
+		if d.Messages[i], err = raw.Message(c.ReviewID, accepted); err != nil {
+			return Delivery{}, err
+		}
+		d.EventIDs[i] = raw.EventID
+	}
+	return d, nil
 }

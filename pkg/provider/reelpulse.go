@@ -69,8 +69,8 @@ var ReelpulseGrades = []string{"F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B",
 // Split implements Adapter.
 func (p Reelpulse) Split(body []byte) ([]Change, error) {
 	trimmed := bytes.TrimSpace(body)
-	if !jsonx.Valid(trimmed) {
-		return nil, Errorf(ReasonNotJSON, "body is not valid JSON")
+	if err := checkJSON(trimmed, "body"); err != nil {
+		return nil, err
 	}
 	if trimmed[0] != '[' {
 		return nil, Errorf(ReasonUnknownShape, "body must be a JSON array of changes")

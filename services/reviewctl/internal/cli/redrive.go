@@ -84,25 +84,24 @@ func planRedrive(dl envelope.DeadLetter, reg *provider.Registry) redrivePlan {
 	redriveHdr := kafka.Header{Key: kafkax.HeaderRedriveOf, Value: []byte(dl.ID)}
 	switch p.target {
 	case kafkax.TopicRaw:
-		raw, err := envelope.ParseRaw(body)
-		if err != nil {
-			return fail("invalid_envelope", err)
-		}
-		ad, ok := reg.Get(raw.Provider)
-		if !ok {
-			return fail(string(provider.ReasonUnknownProv), fmt.Errorf("provider %q has no adapter", raw.Provider))
-		}
-		ev, err := ad.Normalize(raw.Payload, raw.ReceivedAt)
-		if err != nil {
-			return fail(string(provider.ReasonInvalidField), err)
-		}
 		key := dl.Key
 		if key == "" {
-			key = ev.Review.ID
+			// Unkeyed (a poller's event the adapter refused): the key
+			// the review names, checked below like any other.
+			if raw, err := envelope.ParseRaw(body); err == nil {
+				if ad, ok := reg.Get(raw.Provider); ok {
+					if ev, err := ad.Normalize(raw.Payload, raw.ReceivedAt); err == nil {
+						key = ev.Review.ID
+					}
+				}
+			}
 		}
-		if key != ev.Review.ID {
-			return fail("key_mismatch", fmt.Errorf("record key %q is not the review's key %q", key, ev.Review.ID))
+		// The processor's own rule, so redrive sends only what it takes.
+		n := reg.NormalizeRecord([]byte(key), body, dl.FailedAt)
+		if n.Err != nil {
+			return fail(string(n.Reason), n.Err)
 		}
+		raw := n.Raw
 		hdrs := headersOf(dl.Headers)
 		setDefaultHeader(&hdrs, kafkax.HeaderEventID, raw.EventID)
 		setDefaultHeader(&hdrs, kafkax.HeaderSource, string(raw.Source))
@@ -132,14 +131,6 @@ func planRedrive(dl envelope.DeadLetter, reg *provider.Registry) redrivePlan {
 		if name == "" {
 			name, _, _ = strings.Cut(dl.Key, ":")
 		}
-		ad, ok := reg.Get(name)
-		if !ok {
-			return fail(string(provider.ReasonUnknownProv), fmt.Errorf("provider %q has no adapter", name))
-		}
-		changes, err := ad.Split(body)
-		if err != nil {
-			return fail(string(provider.ReasonUnknownShape), err)
-		}
 		delivery := dl.Headers["webhook-id"]
 		if delivery == "" {
 			delivery = dl.ID
@@ -148,23 +139,14 @@ func planRedrive(dl envelope.DeadLetter, reg *provider.Registry) redrivePlan {
 		if dl.Stage == envelope.StagePoller {
 			src = envelope.SourcePoll
 		}
-		for i, c := range changes {
-			raw := envelope.Raw{
-				EventID:    envelope.EventID(name, delivery, i),
-				Provider:   name,
-				Source:     src,
-				ReceivedAt: dl.FailedAt.UTC(),
-				DeliveryID: delivery,
-				Payload:    json.RawMessage(c.Payload),
-			}
-			m, err := raw.Message(c.ReviewID, dl.FailedAt)
-			if err != nil {
-				return fail("encode", err)
-			}
-			m.Headers = append(m.Headers, redriveHdr)
-			p.msgs = append(p.msgs, m)
-			p.eventIDs = append(p.eventIDs, raw.EventID)
+		d, err := reg.SplitDelivery(name, delivery, src, body, dl.FailedAt)
+		if err != nil {
+			return fail(string(provider.ReasonUnknownShape), err)
 		}
+		for i := range d.Messages {
+			d.Messages[i].Headers = append(d.Messages[i].Headers, redriveHdr)
+		}
+		p.msgs, p.eventIDs = d.Messages, d.EventIDs
 	}
 	return p
 }
