@@ -8,11 +8,14 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
@@ -118,7 +121,7 @@ func (w *worker) Handle(ctx context.Context, batch []kafka.Message) error {
 		}
 		recs[i].Event = &ev
 	}
-	res, err := w.a.store.Apply(ctx, w.topic, w.partition, recs)
+	res, err := w.apply(ctx, recs, skipped)
 	if err != nil {
 		return err
 	}
@@ -131,6 +134,43 @@ func (w *worker) Handle(ctx context.Context, batch []kafka.Message) error {
 	w.a.m.redelivered.Add(float64(res.AlreadyApplied))
 	w.a.m.batch.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// apply applies recs in one transaction. When PostgreSQL refuses a value
+// (a data or integrity error, which no retry can fix) it applies the two
+// halves in turn, down to the one record that fails alone, which is then
+// skipped and counted (store_rejected) instead of the batch retried
+// forever. The halves' results are summed.
+func (w *worker) apply(ctx context.Context, recs []store.Record, skipped map[string]int) (store.Result, error) {
+	res, err := w.a.store.Apply(ctx, w.topic, w.partition, recs)
+	if err == nil || !isDataError(err) {
+		return res, err
+	}
+	if len(recs) == 1 {
+		w.a.log.Error("postgres refused a record; skipping it", zap.Int("partition", w.partition),
+			zap.Int64("offset", recs[0].Offset), zap.Error(err))
+		skipped["store_rejected"]++
+		return w.a.store.Apply(ctx, w.topic, w.partition, []store.Record{{Offset: recs[0].Offset}})
+	}
+	mid := len(recs) / 2
+	left, err := w.apply(ctx, recs[:mid], skipped)
+	if err != nil {
+		return left, err
+	}
+	right, err := w.apply(ctx, recs[mid:], skipped)
+	for d, n := range left.Decisions {
+		right.Decisions[d] += n
+	}
+	right.AlreadyApplied += left.AlreadyApplied
+	right.Movies += left.Movies
+	return right, err
+}
+
+// isDataError reports whether PostgreSQL refused a value (class 22, data
+// exception; class 23, integrity violation): retrying cannot help.
+func isDataError(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23"))
 }
 
 // Close implements kafkax.Worker.
@@ -219,7 +259,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}, []string{"decision"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reviewpipe_analytics_skipped_total",
-			Help: "Records skipped as not understood, by reason (not_json, unknown_op, invalid_review).",
+			Help: "Records skipped, by reason: not understood (not_json, unknown_op, invalid_review) or refused by PostgreSQL (store_rejected).",
 		}, []string{"reason"}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reviewpipe_analytics_redelivered_total",
