@@ -4,6 +4,7 @@
 package envelope
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 )
@@ -87,7 +89,8 @@ const (
 // untouched, plus why it failed. Its key is the failed record's key.
 //
 // The failed record's bytes are kept exactly: in Record when they are valid
-// JSON, base64-encoded in RecordBase64 otherwise (a body that is not JSON,
+// UTF-8 JSON with no white space around the value, base64-encoded in
+// RecordBase64 otherwise (a body that is not JSON,
 // Latin-1 text, a truncated record), so RecordBytes gives back what was
 // sent, byte for byte. At most MaxRecordBytes of them are kept; a longer
 // record keeps its first MaxRecordBytes with RecordTruncated set.
@@ -164,7 +167,10 @@ func NewDeadLetter(stage Stage, reason string, err error, key string, record []b
 	if len(kept) > MaxRecordBytes {
 		kept, dl.RecordTruncated = kept[:MaxRecordBytes], true
 	}
-	if !dl.RecordTruncated && json.Valid(kept) { // a cold path: encoding/json
+	// JSON is kept as JSON only when decoding gives back the same bytes:
+	// valid UTF-8 (the topic's value is JSON text), and no white space
+	// around the value, which a decoder drops.
+	if !dl.RecordTruncated && utf8.Valid(kept) && len(bytes.TrimSpace(kept)) == len(kept) && json.Valid(kept) { // a cold path: encoding/json
 		dl.Record, dl.RecordEncoding = json.RawMessage(kept), RecordJSON
 	} else {
 		dl.Record, dl.RecordBase64, dl.RecordEncoding = json.RawMessage("null"), kept, RecordBase64
