@@ -223,7 +223,7 @@ func RequireToken(token string, next http.Handler) http.Handler {
 func checkBearer(r *http.Request, want [sha256.Size]byte) (string, bool) {
 	scheme, cred, found := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(cred) == "" {
-		return "this operator endpoint needs the operator token: send Authorization: Bearer <OPS_TOKEN>", false
+		return "this operator endpoint needs the operator token: send Authorization: Bearer $OPS_TOKEN", false
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(cred)))
 	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
