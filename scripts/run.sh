@@ -73,6 +73,19 @@ for p in "${PROVIDERS[@]}"; do
   fi
 done
 
+# The operator token (CONTRACT §8): every service's /metrics and the api's
+# /v1/ops/* answer 401 without "Authorization: Bearer $OPS_TOKEN". Taken from
+# the environment, else made once (random) and kept beside the secrets; also
+# written alone to .run/ops_token, for a Prometheus credentials_file.
+if [[ -z ${OPS_TOKEN:-} ]]; then
+  if ! grep -q "^OPS_TOKEN=" "$SECRETS"; then
+    echo "OPS_TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" >>"$SECRETS"
+  fi
+  export "$(grep "^OPS_TOKEN=" "$SECRETS")"
+fi
+export OPS_TOKEN
+(umask 077; printf '%s\n' "$OPS_TOKEN" >"$RUN_DIR/ops_token")
+
 addr_of() { local v=$1 d=$2; echo "${!v:-$d}"; }
 export API_URL=${API_URL:-http://$(addr_of API_ADDR 127.0.0.1:8080)}
 export RECEIVER_URL=${RECEIVER_URL:-http://$(addr_of RECEIVER_ADDR 127.0.0.1:8081)}
@@ -122,6 +135,7 @@ done
   echo "RECEIVER_URL=$RECEIVER_URL"
   echo "SIMULATOR_URL=$SIMULATOR_URL"
   echo "POLL_INTERVAL=$POLL_INTERVAL"
+  echo "OPS_TOKEN=$OPS_TOKEN"
   [[ -n ${TOPIC_NAMESPACE:-} ]] && echo "TOPIC_NAMESPACE=$TOPIC_NAMESPACE"
   for p in "${PROVIDERS[@]}"; do
     var=WEBHOOK_SECRET_$(tr 'a-z-' 'A-Z_' <<<"$p"); echo "$var=${!var}"
@@ -141,6 +155,8 @@ reviewpipe is running (ready in ${ELAPSED}s). Ctrl-C stops everything.
   Kafka                  $KAFKA_BROKERS
   PostgreSQL             $(sed -E 's#://([^:]+):[^@]*@#://\1:***@#' <<<"$DATABASE_URL")
   settings for a shell   set -a; source .run/env; set +a   (then: bin/reviewctl ...)
+  operator token         OPS_TOKEN in .run/env (the page's operator view asks for it;
+                         curl -H "Authorization: Bearer \$OPS_TOKEN" \$API_URL/metrics)
   logs                   $LOGS/
 
 MSG

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,6 +51,10 @@ func Service(service string, run func(ctx context.Context, log *zap.Logger, env 
 		func(ctx context.Context, log *zap.Logger) error { return run(ctx, log, env) })
 }
 
+// OpsToken reads OPS_TOKEN, the bearer token of every operator surface
+// (every service's /metrics, the api's /v1/ops/*); empty leaves them public.
+func OpsToken(env *config.Env) string { return strings.TrimSpace(env.String("OPS_TOKEN", "")) }
+
 // Group runs long-lived workers and, once ctx ends or any worker fails,
 // runs the shutdown steps in the order they were added.
 type Group struct {
@@ -86,27 +91,36 @@ func (g *Group) Go(f func(ctx context.Context) error) {
 func (g *Group) OnShutdown(f func(ctx context.Context) error) { g.shutdown = append(g.shutdown, f) }
 
 // Serve listens on addr with a mux holding /metrics, /healthz and /readyz
-// (obs.Mount) plus what routes adds (nil for none), and serves it as a
-// worker. With PPROF=true it also serves net/http/pprof under /debug/pprof/
-// (off by default: profiles reveal internals, and the receiver's port faces
-// providers). The server is shut down after every OnShutdown step, so steps that
-// end long-lived responses (event streams) run first. It fails if addr cannot
-// be bound.
+// (obs.MountWith) plus what routes adds (nil for none), and serves it as a
+// worker, with obs.ServerConfig's read, write and idle timeouts. With
+// OPS_TOKEN set, /metrics answers 401 without "Authorization: Bearer
+// <OPS_TOKEN>" (CONTRACT §8); why a readiness check fails goes to log, not
+// to the public /readyz. With PPROF=true it also serves net/http/pprof under
+// /debug/pprof/, behind the same token (off by default: profiles reveal
+// internals, and the receiver's port faces providers). The server is shut
+// down after every OnShutdown step, so steps that end long-lived responses
+// (event streams) run first. It fails if addr cannot be bound.
 func (g *Group) Serve(addr string, reg *prometheus.Registry, health *obs.Health, log *zap.Logger, routes func(*http.ServeMux)) error {
+	env := &config.Env{}
+	token := OpsToken(env)
 	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
-	if (&config.Env{}).Bool("PPROF", false) {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	obs.MountWith(mux, reg, health, obs.MountConfig{OpsToken: token, Log: log})
+	if token == "" {
+		log.Info("OPS_TOKEN is not set: /metrics is public")
+	}
+	if env.Bool("PPROF", false) {
+		guard := func(h http.HandlerFunc) http.Handler { return obs.RequireToken(token, h) }
+		mux.Handle("/debug/pprof/", guard(pprof.Index))
+		mux.Handle("/debug/pprof/cmdline", guard(pprof.Cmdline))
+		mux.Handle("/debug/pprof/profile", guard(pprof.Profile))
+		mux.Handle("/debug/pprof/symbol", guard(pprof.Symbol))
+		mux.Handle("/debug/pprof/trace", guard(pprof.Trace))
 		log.Warn("pprof enabled on /debug/pprof/ (PPROF=true)")
 	}
 	if routes != nil {
 		routes(mux)
 	}
-	srv, err := obs.Listen(addr, mux)
+	srv, err := obs.ListenWith(addr, mux, obs.ServerConfig{})
 	if err != nil {
 		return err
 	}

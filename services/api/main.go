@@ -27,17 +27,25 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	addr := env.String("API_ADDR", "127.0.0.1:8080")
 	names := kafkax.Names{Namespace: common.TopicNamespace}
 	cfg := app.Config{
-		Providers:      env.List("PROVIDERS", "generic,cinescore,reelpulse"),
-		Objective:      env.Duration("FRESHNESS_OBJECTIVE", 60*time.Second),
-		Objectives:     map[string]time.Duration{},
-		CollapseWindow: env.Duration("REFRESH_COLLAPSE_WINDOW", 30*time.Second),
-		RefreshRate:    env.Float("REFRESH_RATE", 0.2),
-		RefreshBurst:   env.Int("REFRESH_BURST", 5),
-		MaxAge:         env.Duration("CACHE_MAX_AGE", 2*time.Second),
-		Heartbeat:      env.Duration("SSE_HEARTBEAT", 15*time.Second),
-		HealthTTL:      env.Duration("PROVIDER_HEALTH_TTL", time.Second),
-		Brokers:        common.Brokers,
-		Names:          names,
+		Providers:          env.List("PROVIDERS", "generic,cinescore,reelpulse"),
+		Objective:          env.Duration("FRESHNESS_OBJECTIVE", 60*time.Second),
+		Objectives:         map[string]time.Duration{},
+		CollapseWindow:     env.Duration("REFRESH_COLLAPSE_WINDOW", 30*time.Second),
+		RefreshRate:        env.Float("REFRESH_RATE", 0.2),
+		RefreshBurst:       env.Int("REFRESH_BURST", 5),
+		RefreshGlobalRate:  env.Float("REFRESH_GLOBAL_RATE", 50),
+		RefreshGlobalBurst: env.Int("REFRESH_GLOBAL_BURST", 0),
+		RefreshTimeout:     env.Duration("REFRESH_TIMEOUT", 5*time.Second),
+		TrustedProxies:     env.List("TRUSTED_PROXIES", ""),
+		SSEMaxPerClient:    env.Int("SSE_MAX_PER_CLIENT", 20),
+		SSEMax:             env.Int("SSE_MAX", 10000),
+		SSEWriteTimeout:    env.Duration("SSE_WRITE_TIMEOUT", 10*time.Second),
+		OpsToken:           runner.OpsToken(env),
+		MaxAge:             env.Duration("CACHE_MAX_AGE", 2*time.Second),
+		Heartbeat:          env.Duration("SSE_HEARTBEAT", 15*time.Second),
+		HealthTTL:          env.Duration("PROVIDER_HEALTH_TTL", time.Second),
+		Brokers:            common.Brokers,
+		Names:              names,
 	}
 	for _, p := range cfg.Providers {
 		name := "FRESHNESS_OBJECTIVE_" + strings.ToUpper(strings.ReplaceAll(p, "-", "_"))
@@ -50,7 +58,9 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	}
 	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
 		zap.String("database", config.MaskURL(common.DatabaseURL)), zap.String("topic_namespace", common.TopicNamespace),
-		zap.Strings("providers", cfg.Providers), zap.Duration("freshness_objective", cfg.Objective))
+		zap.Strings("providers", cfg.Providers), zap.Duration("freshness_objective", cfg.Objective),
+		zap.Strings("trusted_proxies", cfg.TrustedProxies), zap.Int("sse_max_per_client", cfg.SSEMaxPerClient), zap.Int("sse_max", cfg.SSEMax),
+		zap.Float64("refresh_global_rate", cfg.RefreshGlobalRate), zap.Bool("ops_token", cfg.OpsToken != ""))
 
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	err := pgstore.WaitReady(wctx, common.DatabaseURL)

@@ -7,7 +7,9 @@ package app
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
@@ -38,9 +41,36 @@ type Config struct {
 	// request (30s).
 	CollapseWindow time.Duration
 	// RefreshRate and RefreshBurst size each client's token bucket for
-	// refresh requests (0.2 per second, burst 5).
+	// refresh requests (0.2 per second, burst 5). A client is its address
+	// (clientKey: an IPv6 client is its /64).
 	RefreshRate  float64
 	RefreshBurst int
+	// RefreshGlobalRate and RefreshGlobalBurst size one token bucket that
+	// new refresh requests of all clients share (50 per second, burst the
+	// rate rounded up): it bounds what the api queues on
+	// reviews.sync-requests.v1 (and what waits on Kafka). Past it: 503.
+	RefreshGlobalRate  float64
+	RefreshGlobalBurst int
+	// RefreshTimeout bounds the wait for Kafka to take a refresh request
+	// (5s); past it the answer is 503.
+	RefreshTimeout time.Duration
+	// TrustedProxies are the proxies (CIDRs or addresses) whose
+	// X-Forwarded-For names the client, for the per-client limits of
+	// refresh and event streams; empty (the default) trusts none and keys
+	// on the connection's peer.
+	TrustedProxies []string
+	trusted        []netip.Prefix
+	// SSEMaxPerClient and SSEMax cap open event streams per client (20)
+	// and in all (10,000): past them 429 and 503, with Retry-After.
+	SSEMaxPerClient int
+	SSEMax          int
+	// SSEWriteTimeout is how long one write to a stream may wait for the
+	// reader (10s); a reader that reads nothing for that long is closed.
+	SSEWriteTimeout time.Duration
+	// OpsToken, when not empty, is required on /v1/ops/* as
+	// "Authorization: Bearer <OpsToken>". Without it, the operator view
+	// is public and leaves out error text (provider and Kafka errors).
+	OpsToken string
 	// MaxAge is the Cache-Control max-age of store reads (2s).
 	MaxAge time.Duration
 	// Heartbeat is the interval of SSE comments that keep idle streams
@@ -79,6 +109,29 @@ func (c *Config) Validate() error {
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 15 * time.Second
 	}
+	if c.RefreshGlobalRate == 0 {
+		c.RefreshGlobalRate = 50
+	}
+	if c.RefreshGlobalBurst == 0 {
+		c.RefreshGlobalBurst = max(1, int(math.Ceil(c.RefreshGlobalRate)))
+	}
+	if c.RefreshTimeout == 0 {
+		c.RefreshTimeout = 5 * time.Second
+	}
+	if c.SSEMaxPerClient == 0 {
+		c.SSEMaxPerClient = 20
+	}
+	if c.SSEMax == 0 {
+		c.SSEMax = 10000
+	}
+	if c.SSEWriteTimeout == 0 {
+		c.SSEWriteTimeout = 10 * time.Second
+	}
+	trusted, err := parseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	c.trusted = trusted
 	switch {
 	case c.Objective < time.Second:
 		return fmt.Errorf("FRESHNESS_OBJECTIVE must be at least 1s, got %s", c.Objective)
@@ -86,6 +139,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("REFRESH_COLLAPSE_WINDOW must not be negative, got %s", c.CollapseWindow)
 	case c.RefreshRate < 0 || c.RefreshBurst < 1:
 		return fmt.Errorf("REFRESH_RATE must be positive and REFRESH_BURST at least 1, got %v and %d", c.RefreshRate, c.RefreshBurst)
+	case c.RefreshGlobalRate < 0 || c.RefreshGlobalBurst < 1:
+		return fmt.Errorf("REFRESH_GLOBAL_RATE must be positive and REFRESH_GLOBAL_BURST at least 1, got %v and %d", c.RefreshGlobalRate, c.RefreshGlobalBurst)
+	case c.RefreshTimeout < 0:
+		return fmt.Errorf("REFRESH_TIMEOUT must be positive, got %s", c.RefreshTimeout)
+	case c.SSEMaxPerClient < 1 || c.SSEMax < 1:
+		return fmt.Errorf("SSE_MAX_PER_CLIENT and SSE_MAX must be at least 1, got %d and %d", c.SSEMaxPerClient, c.SSEMax)
+	case c.SSEWriteTimeout < 0:
+		return fmt.Errorf("SSE_WRITE_TIMEOUT must be positive, got %s", c.SSEWriteTimeout)
 	case c.MaxAge < 0:
 		return fmt.Errorf("CACHE_MAX_AGE must not be negative, got %s", c.MaxAge)
 	}
@@ -118,7 +179,10 @@ type API struct {
 	m       metrics
 	mux     *http.ServeMux
 	hub     *hub
+	streams *streamLimiter
 	limiter *clientLimiter
+	global  *rate.Limiter
+	flights flights
 	kafka   *kafkaOffsets
 	health  healthCache
 	dead    deadLetters
@@ -156,8 +220,10 @@ func New(cfg Config, st *store.Store, sync Writer, log *zap.Logger, reg promethe
 		return nil, err
 	}
 	a := &API{cfg: cfg, store: st, sync: sync, log: log, m: newMetrics(reg), mux: http.NewServeMux(), now: time.Now}
-	a.hub = newHub(a.m.subscribers)
+	a.hub = newHub()
+	a.streams = &streamLimiter{perClient: cfg.SSEMaxPerClient, max: cfg.SSEMax}
 	a.limiter = newClientLimiter(cfg.RefreshRate, cfg.RefreshBurst)
+	a.global = rate.NewLimiter(rate.Limit(cfg.RefreshGlobalRate), cfg.RefreshGlobalBurst)
 	a.kafka = &kafkaOffsets{brokers: cfg.Brokers, ttl: 2 * time.Second}
 	for _, rt := range a.routes() {
 		a.mux.HandleFunc(rt.pattern, rt.handler)
@@ -191,20 +257,24 @@ func (a *API) Patterns() []string {
 	return out
 }
 
-// Handler serves the routes, measuring each by its pattern and answering
-// unknown paths and methods with JSON errors.
+// Handler serves the routes, measuring each by its pattern, answering
+// unknown paths and methods with JSON errors, and requiring the operator
+// token (Config.OpsToken) on every path under /v1/ops/, known or not.
 func (a *API) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &obs.StatusRecorder{ResponseWriter: w}
 		h, pattern := a.mux.Handler(r)
+		var serve http.Handler = a.mux
 		if pattern == "" {
 			pattern = "unmatched"
-			h.ServeHTTP(&jsonFallback{rec}, r)
-		} else {
-			a.mux.ServeHTTP(rec, r)
+			serve = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(&jsonFallback{w}, r) })
 		}
-		if pattern == "GET /v1/movies/{movie_id}/events" {
+		if strings.HasPrefix(r.URL.Path, "/v1/ops/") {
+			serve = obs.RequireToken(a.cfg.OpsToken, serve)
+		}
+		serve.ServeHTTP(rec, r)
+		if pattern == "GET /v1/movies/{movie_id}/events" && rec.Status == http.StatusOK {
 			return // a stream's duration is its subscription, not a latency
 		}
 		a.m.latency.WithLabelValues(pattern, strconv.Itoa(rec.Status)).Observe(time.Since(start).Seconds())

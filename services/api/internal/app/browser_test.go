@@ -39,10 +39,12 @@ func chromium(t *testing.T) string {
 // The web page in a real headless Chromium: it shows a movie's reviews with
 // "last updated" and the stale notice, a review written through the real
 // sink appears without a reload, "Request latest" shows the queued request,
-// and the operator view lists the providers. A screenshot goes to
-// tests/artifacts/.
+// and the operator view asks for the operator token, says when it is
+// wrong, lists the providers with the right one and keeps it for the tab.
+// A screenshot goes to tests/artifacts/.
 func TestWebPageInChromium(t *testing.T) {
-	f := newFixture(t, Config{})
+	const opsToken = "page-test-ops-token"
+	f := newFixture(t, Config{OpsToken: opsToken})
 	browser := chromium(t)
 	f.startSink(t)
 	const movie = "tt0110912"
@@ -136,16 +138,46 @@ func TestWebPageInChromium(t *testing.T) {
 		t.Fatalf("refresh status %q, stored request %q (%v)", status, requestID, err)
 	}
 
-	// The operator view lists every provider.
+	// The operator view asks for the token; a wrong one is said to be
+	// wrong; with the right one it lists every provider.
+	var auth string
+	run("operator view asks for the token",
+		chromedp.Poll(`!document.getElementById("ops-token-form").hidden && !document.getElementById("ops-auth").hidden`, nil, chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.Text("#ops-auth", &auth, chromedp.ByQuery),
+	)
+	if !strings.Contains(auth, "needs the operator token") {
+		t.Fatalf("operator view says %q, want it to ask for the token", auth)
+	}
+	run("a wrong token",
+		chromedp.SendKeys("#ops-token-input", "not-the-token", chromedp.ByQuery),
+		chromedp.Click("#ops-token-form button", chromedp.ByQuery),
+		chromedp.Poll(`document.getElementById("ops-auth").textContent.includes("wrong")`, nil, chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.Text("#ops-auth", &auth, chromedp.ByQuery),
+	)
+	if !strings.Contains(auth, "wrong") {
+		t.Fatalf("after a wrong token the operator view says %q", auth)
+	}
 	var providers []string
-	run("operator view",
-		chromedp.Poll(`document.querySelectorAll("#ops-table tbody tr").length >= 3`, nil, chromedp.WithPollingTimeout(10*time.Second)),
+	var kept string
+	run("the right token",
+		chromedp.SendKeys("#ops-token-input", opsToken, chromedp.ByQuery),
+		chromedp.Click("#ops-token-form button", chromedp.ByQuery),
+		chromedp.Poll(`document.querySelectorAll("#ops-table tbody tr").length >= 3 && document.getElementById("ops-token-form").hidden`, nil, chromedp.WithPollingTimeout(10*time.Second)),
 		chromedp.Evaluate(`[...document.querySelectorAll("#ops-table tbody tr")].map(r => r.dataset.provider)`, &providers),
+		chromedp.Evaluate(`sessionStorage.getItem("reviewpipe.opsToken")`, &kept),
 	)
 	if strings.Join(providers, ",") != "cinescore,generic,reelpulse" {
 		t.Fatalf("operator view providers %v", providers)
 	}
+	if kept != opsToken {
+		t.Fatalf("sessionStorage holds %q, want the token", kept)
+	}
 	shot(t, ctx, "web-page.png")
+	// The tab keeps it: after a reload the view fills without asking.
+	run("reload keeps the token for the tab",
+		chromedp.Reload(),
+		chromedp.Poll(`document.querySelectorAll("#ops-table tbody tr").length >= 3 && document.getElementById("ops-token-form").hidden`, nil, chromedp.WithPollingTimeout(10*time.Second)),
+	)
 }
 
 // shot saves a full-page screenshot under tests/artifacts/ (gitignored).

@@ -51,7 +51,8 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 func serve(t *testing.T, cfg Config, st *store.Store, syncw Writer, databaseURL string, brokers []string) (*API, *httptest.Server) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	api, err := New(cfg, st, syncw, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), reg)
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	api, err := New(cfg, st, syncw, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func serve(t *testing.T, cfg Config, st *store.Store, syncw Writer, databaseURL 
 	health.Add("kafka", func(ctx context.Context) error { _, err := kafkax.Ping(ctx, brokers); return err })
 	health.Add("live_updates", api.LiveUpdatesReady)
 	mux := http.NewServeMux()
-	obs.Mount(mux, reg, health)
+	obs.MountWith(mux, reg, health, obs.MountConfig{OpsToken: cfg.OpsToken, Log: log})
 	mux.Handle("/", api.Handler())
 	srv := httptest.NewServer(mux)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -173,6 +174,7 @@ func (f *fixture) produce(t *testing.T, evs ...review.Event) {
 type sseClient struct {
 	res    *http.Response
 	events chan sseMessage
+	close  func()
 }
 
 type sseMessage struct {
@@ -181,17 +183,29 @@ type sseMessage struct {
 	at    time.Time
 }
 
-func openStream(t *testing.T, url string) *sseClient {
+func openStream(t *testing.T, url string) *sseClient { t.Helper(); return openStreamFrom(t, url, "") }
+
+// openStreamFrom opens a stream with X-Forwarded-For: client (none when
+// empty). A refused stream's answer is in res; its events channel closes.
+// The stream is closed when the test ends, or by close.
+func openStreamFrom(t *testing.T, url, client string) *sseClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if client != "" {
+		req.Header.Set("X-Forwarded-For", client)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	c := &sseClient{res: res, events: make(chan sseMessage, 100)}
-	t.Cleanup(func() { cancel(); res.Body.Close() })
+	c := &sseClient{res: res, events: make(chan sseMessage, 100), close: func() { cancel(); res.Body.Close() }}
+	t.Cleanup(c.close)
+	if res.StatusCode != http.StatusOK {
+		close(c.events) // the answer's body is an error, for the test to read
+		return c
+	}
 	go func() {
 		defer close(c.events)
 		sc := bufio.NewScanner(res.Body)

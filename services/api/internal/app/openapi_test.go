@@ -168,6 +168,19 @@ func TestHandlersKeepToOpenAPI(t *testing.T) {
 	_, pgDown := serve(t, cfg, store.New(deadPG), deadKafka, "postgres://nobody@"+testenv.FreeAddr(t)+"/none?connect_timeout=1", cfg.Brokers)
 	_, kafkaDown := serve(t, Config{Brokers: f.st.Brokers, Names: f.st.Names}, store.New(f.st.DB), deadKafka, f.st.DatabaseURL, f.st.Brokers)
 
+	// A server behind an operator token, and one with room for two event
+	// streams, one per client (clients told apart by X-Forwarded-For from
+	// the trusted 127.0.0.1).
+	_, locked := serve(t, Config{Brokers: f.st.Brokers, Names: f.st.Names, OpsToken: "t0ken"}, store.New(f.st.DB), deadKafka, f.st.DatabaseURL, f.st.Brokers)
+	_, capped := serve(t, Config{Brokers: f.st.Brokers, Names: f.st.Names, SSEMaxPerClient: 1, SSEMax: 2, TrustedProxies: []string{"127.0.0.1"}},
+		store.New(f.st.DB), deadKafka, f.st.DatabaseURL, f.st.Brokers)
+	for _, client := range []string{"192.0.2.1", "192.0.2.2"} {
+		if s := openStreamFrom(t, capped.URL+"/v1/movies/tt0111161/events", client); s.res.StatusCode != http.StatusOK {
+			t.Fatalf("stream of %s: %d", client, s.res.StatusCode)
+		}
+	}
+	xff := func(client string) map[string]string { return map[string]string{"X-Forwarded-For": client} }
+
 	etag := func(path string) map[string]string {
 		_, h, _ := get(t, "GET", f.url+path, nil)
 		return map[string]string{"If-None-Match": h.Get("ETag")}
@@ -193,18 +206,22 @@ func TestHandlersKeepToOpenAPI(t *testing.T) {
 		{"POST /v1/movies/{movie_id}/refresh", "400", f.url, "POST", "/v1/movies/x/refresh", nil},
 		{"POST /v1/movies/{movie_id}/refresh", "503", kafkaDown.URL, "POST", "/v1/movies/tt0068646/refresh", nil},
 		{"GET /v1/movies/{movie_id}/events", "400", f.url, "GET", "/v1/movies/x/events", nil},
+		{"GET /v1/movies/{movie_id}/events", "429", capped.URL, "GET", "/v1/movies/tt0111161/events", xff("192.0.2.1")},
+		{"GET /v1/movies/{movie_id}/events", "503", capped.URL, "GET", "/v1/movies/tt0111161/events", xff("192.0.2.3")},
 		{"GET /v1/movies", "200", f.url, "GET", "/v1/movies", nil},
 		{"GET /v1/movies", "304", f.url, "GET", "/v1/movies", etag("/v1/movies")},
 		{"GET /v1/movies", "400", f.url, "GET", "/v1/movies?limit=0", nil},
 		{"GET /v1/movies", "503", pgDown.URL, "GET", "/v1/movies", nil},
 		{"GET /v1/ops/providers", "200", f.url, "GET", "/v1/ops/providers", nil},
 		{"GET /v1/ops/providers", "503", pgDown.URL, "GET", "/v1/ops/providers", nil},
+		{"GET /v1/ops/providers", "401", locked.URL, "GET", "/v1/ops/providers", nil},
 		{"GET /", "200", f.url, "GET", "/", nil},
 		{"GET /", "304", f.url, "GET", "/", etag("/")},
 		{"GET /healthz", "200", f.url, "GET", "/healthz", nil},
 		{"GET /readyz", "200", f.url, "GET", "/readyz", nil},
 		{"GET /readyz", "503", pgDown.URL, "GET", "/readyz", nil},
 		{"GET /metrics", "200", f.url, "GET", "/metrics", nil},
+		{"GET /metrics", "401", locked.URL, "GET", "/metrics", map[string]string{"Authorization": "Bearer wrong"}},
 	}
 	covered := map[string]bool{}
 	// The operator view changes every second (generated_at, freshness):

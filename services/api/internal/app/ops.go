@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 )
@@ -19,8 +20,10 @@ type OpsProvider struct {
 	Status        string     `json:"status"`
 	LastSuccessAt *time.Time `json:"last_success_at"`
 	LastAttemptAt *time.Time `json:"last_attempt_at"`
-	LastError     string     `json:"last_error"`
-	BreakerState  string     `json:"breaker_state"`
+	// LastError is the poller's last error; its text only behind
+	// OPS_TOKEN (else hiddenDetail).
+	LastError    string `json:"last_error"`
+	BreakerState string `json:"breaker_state"`
 	// FreshnessSeconds is the age of the last successful sync (null when
 	// there was none).
 	FreshnessSeconds *float64 `json:"freshness_seconds"`
@@ -68,7 +71,8 @@ type Ops struct {
 	Providers   []OpsProvider  `json:"providers"`
 	Consumers   []OpsConsumer  `json:"consumers"`
 	DeadLetters OpsDeadLetters `json:"dead_letters"`
-	// KafkaError says why lag and dead letters are unknown, when they are.
+	// KafkaError says why lag and dead letters are unknown, when they are
+	// (the error's text only behind OPS_TOKEN).
 	KafkaError string `json:"kafka_error,omitempty"`
 }
 
@@ -87,7 +91,7 @@ func (a *API) ops(w http.ResponseWriter, r *http.Request) {
 		p := OpsProvider{Name: v.Name, Status: v.Status, LastSuccessAt: v.LastSuccessAt, BreakerState: "unknown",
 			ObjectiveSeconds: v.Objective.Seconds(), WithinObjective: !v.Stale, DeadLetters: out.DeadLetters.ByProvider[v.Name]}
 		if v.Health != nil {
-			p.LastAttemptAt, p.LastError, p.BreakerState = v.Health.LastAttemptAt, v.Health.LastError, v.Health.BreakerState
+			p.LastAttemptAt, p.LastError, p.BreakerState = v.Health.LastAttemptAt, a.internal(v.Health.LastError), v.Health.BreakerState
 			if p.LastAttemptAt != nil {
 				t := p.LastAttemptAt.UTC()
 				p.LastAttemptAt = &t
@@ -116,7 +120,8 @@ func (a *API) ops(w http.ResponseWriter, r *http.Request) {
 	dlqTopic := a.cfg.Names.Topic(kafkax.TopicDLQ)
 	offs, kerr := a.kafka.get(ctx, []string{topic, dlqTopic})
 	if kerr != nil {
-		out.KafkaError = kerr.Error()
+		a.log.Warn("operator view: Kafka offsets unknown", zap.Error(kerr))
+		out.KafkaError = a.internal("Kafka did not answer: " + kerr.Error())
 	} else {
 		var lag int64
 		for p, o := range offs[topic] {
@@ -137,7 +142,24 @@ func (a *API) ops(w http.ResponseWriter, r *http.Request) {
 		out.DeadLetters.Total = &dead
 	}
 	out.Consumers = []OpsConsumer{sink}
-	a.writeJSON(w, r, out, "no-cache")
+	cache := "no-cache"
+	if a.cfg.OpsToken != "" {
+		cache = "private, no-cache"
+	}
+	a.writeJSON(w, r, out, cache)
+}
+
+// hiddenDetail replaces internal error text in an operator view that is
+// public (no OPS_TOKEN): it can name addresses and credentials.
+const hiddenDetail = "an error (set OPS_TOKEN to see its text here; the service's log has it)"
+
+// internal is msg when the operator view is behind the token, else
+// hiddenDetail (or "" for no error).
+func (a *API) internal(msg string) string {
+	if msg == "" || a.cfg.OpsToken != "" {
+		return msg
+	}
+	return hiddenDetail
 }
 
 type span struct{ first, last int64 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
@@ -45,13 +44,56 @@ type subscriber struct {
 type hub struct {
 	mu        sync.Mutex
 	subs      map[string]map[*subscriber]struct{}
-	gauge     prometheus.Gauge
 	connected atomic.Bool
 	closed    bool
 }
 
-func newHub(g prometheus.Gauge) *hub {
-	return &hub{subs: map[string]map[*subscriber]struct{}{}, gauge: g}
+func newHub() *hub {
+	return &hub{subs: map[string]map[*subscriber]struct{}{}}
+}
+
+// streamLimiter counts open event streams per client key and in all, and
+// refuses one past either cap (CONTRACT §8). Safe for concurrent use.
+type streamLimiter struct {
+	mu        sync.Mutex
+	perClient int
+	max       int
+	total     int
+	open      map[string]int
+}
+
+// Reasons a stream is refused, as the refusal metric labels them.
+const (
+	refusedPerClient = "per_client"
+	refusedGlobal    = "global"
+)
+
+// acquire takes a stream for client, or returns why not (refusedPerClient,
+// refusedGlobal). Every successful acquire needs one release.
+func (l *streamLimiter) acquire(client string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open == nil {
+		l.open = map[string]int{}
+	}
+	switch {
+	case l.open[client] >= l.perClient:
+		return refusedPerClient
+	case l.total >= l.max:
+		return refusedGlobal
+	}
+	l.open[client]++
+	l.total++
+	return ""
+}
+
+func (l *streamLimiter) release(client string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.open[client]--; l.open[client] <= 0 {
+		delete(l.open, client)
+	}
 }
 
 func (h *hub) setConnected(v bool) { h.connected.Store(v) }
@@ -70,7 +112,6 @@ func (h *hub) subscribe(movie string) *subscriber {
 		h.subs[movie] = map[*subscriber]struct{}{}
 	}
 	h.subs[movie][s] = struct{}{}
-	h.gauge.Inc()
 	return s
 }
 
@@ -84,7 +125,6 @@ func (h *hub) remove(s *subscriber) {
 	if set := h.subs[s.movie]; set != nil {
 		if _, ok := set[s]; ok {
 			delete(set, s)
-			h.gauge.Dec()
 			if len(set) == 0 {
 				delete(h.subs, s.movie)
 			}
@@ -190,16 +230,37 @@ func (a *API) onNotice(ctx context.Context, n changefeed.Notice) {
 	}
 }
 
+// streamRetryAfter is the Retry-After of a refused stream, in seconds.
+const streamRetryAfter = 10
+
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	movie, err := movieParam(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	client := a.clientOf(r)
+	switch a.streams.acquire(client) {
+	case refusedPerClient:
+		a.m.sseRefused.WithLabelValues(refusedPerClient).Inc()
+		a.fail(w, r, &httpError{status: http.StatusTooManyRequests, retryAfter: streamRetryAfter,
+			msg: fmt.Sprintf("this client already has %d event streams open, the most one client may (SSE_MAX_PER_CLIENT); close one first", a.cfg.SSEMaxPerClient)})
+		return
+	case refusedGlobal:
+		a.m.sseRefused.WithLabelValues(refusedGlobal).Inc()
+		a.fail(w, r, &httpError{status: http.StatusServiceUnavailable, retryAfter: streamRetryAfter,
+			msg: "the server has as many event streams open as it serves (SSE_MAX); retry later"})
+		return
+	}
+	defer a.streams.release(client)
+	a.m.subscribers.Inc()
+	defer a.m.subscribers.Dec()
+
 	rc := http.NewResponseController(w)
-	// A stream outlives the server's read and write timeouts.
+	// A stream outlives the server's read and write timeouts; instead each
+	// write has SSEWriteTimeout to reach the client, so a reader that stops
+	// reading is closed once the socket's buffers are full.
 	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Time{})
 	sub := a.hub.subscribe(movie)
 	defer a.hub.unsubscribe(sub)
 
@@ -207,19 +268,28 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	write := func(format string, args ...any) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(a.cfg.SSEWriteTimeout)); err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
 	send := func(ev sseEvent) error {
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, ev.data); err != nil {
+		if err := write("event: %s\ndata: %s\n\n", ev.name, ev.data); err != nil {
 			return err
 		}
 		a.m.sseEvents.WithLabelValues(ev.name).Inc()
-		return rc.Flush()
+		return nil
 	}
-	ready, _ := json.Marshal(map[string]string{"movie_id": movie})
-	if _, err := fmt.Fprint(w, "retry: 2000\n\n"); err != nil {
+	if err := rc.SetWriteDeadline(time.Now().Add(a.cfg.SSEWriteTimeout)); err != nil {
 		return
 	}
-	if send(sseEvent{name: "ready", data: ready}) != nil {
+	w.WriteHeader(http.StatusOK)
+	ready, _ := json.Marshal(map[string]string{"movie_id": movie})
+	if write("retry: 2000\n\n") != nil || send(sseEvent{name: "ready", data: ready}) != nil {
 		return
 	}
 	beat := time.NewTicker(a.cfg.Heartbeat)
@@ -232,10 +302,12 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case ev := <-sub.ch:
 			if send(ev) != nil {
+				a.m.sseClosed.Inc()
 				return
 			}
 		case <-beat.C:
-			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
+			if write(": heartbeat\n\n") != nil {
+				a.m.sseClosed.Inc()
 				return
 			}
 		}

@@ -273,35 +273,48 @@ type Refresh struct {
 	Collapsed bool
 }
 
-// RequestRefresh records a refresh of movie under newID unless one was
-// requested within window, whose id it then returns (Collapsed). For a new
-// request it calls queue inside the transaction, so the request is recorded
-// only when it was queued; an error from queue rolls back and is returned.
-func (s *Store) RequestRefresh(ctx context.Context, movie, newID string, window time.Duration,
-	queue func(Refresh) error) (Refresh, error) {
+// RecentRefresh returns the refresh of movie requested within window of
+// at, if there is one. It holds a connection only for its one query.
+func (s *Store) RecentRefresh(ctx context.Context, movie string, at time.Time, window time.Duration) (Refresh, bool, error) {
 	var out Refresh
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		out = Refresh{}
-		// The row lock taken by the upsert makes concurrent requests for
-		// one movie (from any API replica) wait and then collapse.
-		err := tx.QueryRow(ctx, `INSERT INTO refresh_requests AS q (movie_id, request_id, requested_at)
-			VALUES ($1, $2, clock_timestamp())
-			ON CONFLICT (movie_id) DO UPDATE SET request_id = excluded.request_id, requested_at = excluded.requested_at
-			WHERE q.requested_at <= clock_timestamp() - $3::interval
-			RETURNING request_id, requested_at`, movie, newID, window).Scan(&out.RequestID, &out.RequestedAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			out.Collapsed = true
-			return tx.QueryRow(ctx, `SELECT request_id, requested_at FROM refresh_requests WHERE movie_id = $1`, movie).
-				Scan(&out.RequestID, &out.RequestedAt)
-		}
-		if err != nil {
-			return err
-		}
-		out.RequestedAt = out.RequestedAt.UTC()
-		return queue(out)
-	})
+	err := s.db.QueryRow(ctx, `SELECT request_id, requested_at FROM refresh_requests
+		WHERE movie_id = $1 AND requested_at > $2::timestamptz - $3::interval`, movie, at, window).Scan(&out.RequestID, &out.RequestedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Refresh{}, false, nil
+	}
 	if err != nil {
-		return Refresh{}, fmt.Errorf("refresh request for %s: %w", movie, err)
+		return Refresh{}, false, fmt.Errorf("read the last refresh request of %s: %w", movie, err)
+	}
+	out.RequestedAt = out.RequestedAt.UTC()
+	out.Collapsed = true
+	return out, true, nil
+}
+
+// RecordRefresh records q, already queued, as movie's refresh request
+// unless another one was recorded within window before q.RequestedAt (by
+// another api replica while q was being queued); then it returns that one
+// with Collapsed set. Recording the same request twice is a no-op. It
+// holds a connection only for its one statement.
+func (s *Store) RecordRefresh(ctx context.Context, movie string, q Refresh, window time.Duration) (Refresh, error) {
+	var out Refresh
+	err := s.db.QueryRow(ctx, `WITH up AS (
+			INSERT INTO refresh_requests AS q (movie_id, request_id, requested_at) VALUES ($1, $2, $3)
+			ON CONFLICT (movie_id) DO UPDATE SET request_id = excluded.request_id, requested_at = excluded.requested_at
+			WHERE q.request_id = excluded.request_id OR q.requested_at <= excluded.requested_at - $4::interval
+			RETURNING request_id, requested_at, false AS collapsed)
+		SELECT * FROM up
+		UNION ALL
+		SELECT request_id, requested_at, true FROM refresh_requests WHERE movie_id = $1 AND NOT EXISTS (SELECT 1 FROM up)`,
+		movie, q.RequestID, q.RequestedAt, window).Scan(&out.RequestID, &out.RequestedAt, &out.Collapsed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The row that won was committed after this statement's snapshot
+		// was taken: read it now.
+		out.Collapsed = true
+		err = s.db.QueryRow(ctx, `SELECT request_id, requested_at FROM refresh_requests WHERE movie_id = $1`, movie).
+			Scan(&out.RequestID, &out.RequestedAt)
+	}
+	if err != nil {
+		return Refresh{}, fmt.Errorf("record refresh request %s of %s: %w", q.RequestID, movie, err)
 	}
 	out.RequestedAt = out.RequestedAt.UTC()
 	return out, nil
