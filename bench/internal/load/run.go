@@ -397,8 +397,18 @@ func profile(dir string, phase time.Duration, procs ...*stack.Proc) <-chan []err
 	return out
 }
 
+// fetchProfile saves a CPU profile. The services inherit this process's
+// environment, so with OPS_TOKEN set (a shell that sourced .run/env) their
+// /debug/pprof/ wants it as the bearer token.
 func fetchProfile(url, path string) error {
-	res, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if tok := os.Getenv("OPS_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
