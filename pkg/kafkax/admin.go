@@ -96,6 +96,12 @@ func EnsureTopics(ctx context.Context, brokers []string, names Names, specs []To
 	if err := setMaxMessageBytes(ctx, c, req.Topics); err != nil {
 		return err
 	}
+	// In KRaft the controller takes the change and the brokers apply it
+	// from the metadata log a moment later; a record written before then
+	// is still refused at the old limit. Wait until the brokers say it.
+	if err := waitMaxMessageBytes(ctx, c, req.Topics); err != nil {
+		return err
+	}
 	// CreateTopics returns before every broker knows the leaders; wait
 	// until metadata shows a leader for each partition.
 	return waitLeaders(ctx, c, req.Topics)
@@ -127,26 +133,79 @@ func setMaxMessageBytes(ctx context.Context, c *kafka.Client, topics []kafka.Top
 	return errors.Join(errs...)
 }
 
+// waitMaxMessageBytes polls until a broker reports MaxMessageBytes for
+// every topic, or ctx ends.
+func waitMaxMessageBytes(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfig) error {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Topic
+	}
+	for {
+		got, err := maxMessageBytes(ctx, c, names)
+		behind := ""
+		if err == nil {
+			for _, name := range names {
+				if got[name] != MaxMessageBytes {
+					behind = fmt.Sprintf("topic %s reports max.message.bytes %d, want %d", name, got[name], MaxMessageBytes)
+					break
+				}
+			}
+			if behind == "" {
+				return nil
+			}
+			err = errors.New(behind)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("max.message.bytes not in force yet: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // TopicMaxMessageBytes returns the max.message.bytes in force on topic.
 func TopicMaxMessageBytes(ctx context.Context, brokers []string, topic string) (int, error) {
 	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	res, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"max.message.bytes"},
-	}}})
+	got, err := maxMessageBytes(ctx, c, []string{topic})
 	if err != nil {
-		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+		return 0, err
 	}
+	return got[topic], nil
+}
+
+// maxMessageBytes asks for the max.message.bytes of each topic.
+func maxMessageBytes(ctx context.Context, c *kafka.Client, topics []string) (map[string]int, error) {
+	req := &kafka.DescribeConfigsRequest{}
+	for _, t := range topics {
+		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: t, ConfigNames: []string{"max.message.bytes"},
+		})
+	}
+	res, err := c.DescribeConfigs(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("describe topics %v: %w", topics, err)
+	}
+	got := make(map[string]int, len(topics))
 	for _, r := range res.Resources {
 		if r.Error != nil {
-			return 0, fmt.Errorf("describe topic %s: %w", topic, r.Error)
+			return nil, fmt.Errorf("describe topic %s: %w", r.ResourceName, r.Error)
 		}
 		for _, e := range r.ConfigEntries {
 			if e.ConfigName == "max.message.bytes" {
-				return strconv.Atoi(e.ConfigValue)
+				n, err := strconv.Atoi(e.ConfigValue)
+				if err != nil {
+					return nil, fmt.Errorf("topic %s: max.message.bytes %q: %w", r.ResourceName, e.ConfigValue, err)
+				}
+				got[r.ResourceName] = n
 			}
 		}
 	}
-	return 0, fmt.Errorf("topic %s: no max.message.bytes in the broker's answer", topic)
+	for _, t := range topics {
+		if _, ok := got[t]; !ok {
+			return nil, fmt.Errorf("topic %s: no max.message.bytes in the broker's answer", t)
+		}
+	}
+	return got, nil
 }
 
 func waitLeaders(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfig) error {
