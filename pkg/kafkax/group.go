@@ -61,7 +61,11 @@ type GroupConfig struct {
 	CommitInterval time.Duration
 	// Lag, when set, receives each partition's lag after every batch.
 	Lag func(partition int, lag int64)
-	Log *zap.Logger
+	// Dialer, when set, is how partition readers connect to the brokers
+	// (kafka-go's default dialer otherwise); the group's own coordinator
+	// connections do not use it.
+	Dialer *kafka.Dialer
+	Log    *zap.Logger
 }
 
 // RunGroup joins the consumer group and, for each generation, runs one
@@ -146,12 +150,12 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 	}
 	log = log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
 	var (
-		w     Worker
-		start int64
-		err   error
+		w    Worker
+		next int64
+		err  error
 	)
 	for attempt := 0; ; attempt++ {
-		w, start, err = open(ctx, a)
+		w, next, err = open(ctx, a)
 		if err == nil {
 			break
 		}
@@ -163,32 +167,59 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 			return
 		}
 	}
+	// Close runs after the last commit attempt and before this function
+	// returns: kafka-go lets the member rejoin the group, and so the next
+	// owner restore the partition, only once every function of the
+	// generation has returned (Worker.Close).
 	defer w.Close()
+	c := committer{commit: commit, partition: a.Partition, log: log, interval: cfg.CommitInterval}
+	defer c.flush(true)
+	// A reader that fails (a broker connection cut, an offset it cannot
+	// set) is opened again at the next unhandled record, with backoff,
+	// for as long as this member holds the partition: the partition is
+	// never left assigned and unread until the next rebalance.
+	for attempt := 0; ; attempt++ {
+		progressed, err := consume(ctx, cfg, log, a, w, &c, &next)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			attempt = 0
+		}
+		wait := Backoff(attempt, 100*time.Millisecond, 5*time.Second)
+		log.Warn("partition reader failed, opening it again", zap.Int64("offset", next),
+			zap.Duration("in", wait), zap.Error(err))
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// consume reads the partition from *next with one reader, hands batches to
+// w and records progress in *next and c, until ctx ends or the reader
+// fails. It reports whether any batch was handled.
+func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment, w Worker, c *committer,
+	next *int64) (progressed bool, err error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   cfg.Brokers,
 		Topic:     a.Topic,
 		Partition: a.Partition,
+		Dialer:    cfg.Dialer,
 		MinBytes:  16 << 10,
 		MaxBytes:  FetchBytes,
 		MaxWait:   40 * time.Millisecond,
 		// Read-committed is irrelevant (no transactions); keep defaults.
 	})
 	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
-		log.Error("set offset", zap.Int64("offset", start), zap.Error(err))
-		return
+	if err := r.SetOffset(*next); err != nil {
+		return false, fmt.Errorf("set offset %d: %w", *next, err)
 	}
-	c := committer{commit: commit, partition: a.Partition, log: log, interval: cfg.CommitInterval}
-	defer c.flush(true)
 	batch := make([]kafka.Message, 0, cfg.MaxBatch)
 	for {
 		batch = batch[:0]
 		m, err := c.fetchFirst(ctx, r)
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("fetch failed", zap.Error(err))
-			}
-			return
+			return progressed, fmt.Errorf("fetch at offset %d: %w", *next, err)
 		}
 		batch = append(batch, m)
 		closeAt := time.Now().Add(cfg.MaxWait)
@@ -205,24 +236,34 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 			}
 			batch = append(batch, m)
 		}
-		for attempt := 0; ; attempt++ {
-			err := w.Handle(ctx, batch)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			log.Warn("batch failed, retrying the same batch", zap.Int("records", len(batch)),
-				zap.Int64("first_offset", batch[0].Offset), zap.Int("attempt", attempt+1), zap.Error(err))
-			if !sleep(ctx, Backoff(attempt, 100*time.Millisecond, 10*time.Second)) {
-				return
-			}
+		if !handle(ctx, log, w, batch) {
+			return progressed, ctx.Err()
 		}
 		last := batch[len(batch)-1]
-		c.done(last.Offset + 1)
+		*next = last.Offset + 1
+		progressed = true
+		c.done(*next)
 		if cfg.Lag != nil {
 			cfg.Lag(a.Partition, max(0, last.HighWaterMark-last.Offset-1))
+		}
+	}
+}
+
+// handle hands batch to w until it succeeds; it returns false when ctx
+// ended first.
+func handle(ctx context.Context, log *zap.Logger, w Worker, batch []kafka.Message) bool {
+	for attempt := 0; ; attempt++ {
+		err := w.Handle(ctx, batch)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("batch failed, retrying the same batch", zap.Int("records", len(batch)),
+			zap.Int64("first_offset", batch[0].Offset), zap.Int("attempt", attempt+1), zap.Error(err))
+		if !sleep(ctx, Backoff(attempt, 100*time.Millisecond, 10*time.Second)) {
+			return false
 		}
 	}
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
@@ -176,4 +179,124 @@ func groupOffsets(st *testenv.Stack, group, topic string) (map[int]int64, error)
 		}
 	}
 	return out, nil
+}
+
+// cuttable dials brokers like kafka-go's default dialer, and can cut every
+// connection it made and refuse new ones until it is restored: a broker
+// connection lost to a network fault, while the broker itself stays up.
+type cuttable struct {
+	mu      sync.Mutex
+	cut     bool
+	conns   []net.Conn
+	refused int
+}
+
+func (c *cuttable) dialer() *kafka.Dialer {
+	return &kafka.Dialer{Timeout: 5 * time.Second, DualStack: true,
+		DialFunc: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.cut {
+				c.refused++
+				return nil, fmt.Errorf("dial %s: connection cut by the test", addr)
+			}
+			conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err == nil {
+				c.conns = append(c.conns, conn)
+			}
+			return conn, err
+		}}
+}
+
+func (c *cuttable) refusals() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
+}
+
+func (c *cuttable) set(cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = cut
+	if cut {
+		for _, conn := range c.conns {
+			_ = conn.Close()
+		}
+		c.conns = nil
+	}
+}
+
+// TestRunGroupReopensACutReader: a partition reader whose broker
+// connections are cut, long enough for kafka-go to give up and return an
+// error, is opened again at the next unhandled record; the member goes on
+// reading without a rebalance, every record once and in order.
+func TestRunGroupReopensACutReader(t *testing.T) {
+	st := testenv.New(t)
+	topic := st.Topic(kafkax.TopicRaw)
+	produce(t, st, topic, 60)
+	var (
+		mu    sync.Mutex
+		opens int
+	)
+	rec := &recorder{seen: map[string][]int64{}, owners: map[int]string{}}
+	open := func(ctx context.Context, a kafkax.Assignment) (kafkax.Worker, int64, error) {
+		mu.Lock()
+		opens++
+		mu.Unlock()
+		return rec.open("a")(ctx, a)
+	}
+	link := &cuttable{}
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := kafkax.GroupConfig{Brokers: st.Brokers, GroupID: st.Names.Group(kafkax.GroupProcessor), Topic: topic,
+		Dialer: link.dialer(), Log: zap.New(core)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- kafkax.RunGroup(ctx, cfg, open) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	wantHandled := func(n int) {
+		testenv.Eventually(t, 60*time.Second, func() error {
+			if got := rec.total(); got != n {
+				return fmt.Errorf("%d records handled, want %d", got, n)
+			}
+			return nil
+		})
+	}
+	wantHandled(60)
+
+	link.set(true)
+	produce(t, st, topic, 60)
+	// kafka-go's reader retries a failed connection three times before
+	// FetchMessage returns the error: wait for more refusals than that
+	// per partition.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := link.refusals(); n < 4*kafkax.DefaultPartitions {
+			return fmt.Errorf("%d dials refused while cut, want %d", n, 4*kafkax.DefaultPartitions)
+		}
+		return nil
+	})
+	link.set(false)
+	wantHandled(120)
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for p, offs := range rec.seen {
+		for i, o := range offs {
+			if o != int64(i) {
+				t.Fatalf("partition %s: offsets %v: want 0..%d in order, each once", p, offs, len(offs)-1)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if opens != kafkax.DefaultPartitions {
+		t.Fatalf("%d partition opens, want %d: the member rejoined instead of reopening its readers", opens, kafkax.DefaultPartitions)
+	}
+	if n := logs.FilterMessage("partition reader failed, opening it again").Len(); n == 0 {
+		t.Fatal("no reader was opened again after the cut")
+	} else {
+		t.Logf("readers opened again %d times after %d refused dials", n, link.refusals())
+	}
 }
