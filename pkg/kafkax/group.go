@@ -68,6 +68,13 @@ type GroupConfig struct {
 	Log    *zap.Logger
 }
 
+// RebalanceTimeout is how long the group coordinator waits for every member
+// to rejoin after a rebalance starts. A member rejoins only once each of its
+// partition functions returned (Worker.Close included), so work that a
+// Worker's Close finishes within it is done before another member opens
+// the partition.
+const RebalanceTimeout = 10 * time.Second
+
 // RunGroup joins the consumer group and, for each generation, runs one
 // goroutine per assigned partition: Open, then fetch, Handle, commit. Offsets
 // are committed to Kafka only after Handle returns nil. It blocks until ctx
@@ -96,7 +103,7 @@ func RunGroup(ctx context.Context, cfg GroupConfig, open OpenFunc) error {
 		StartOffset:           kafka.FirstOffset,
 		HeartbeatInterval:     time.Second,
 		SessionTimeout:        10 * time.Second,
-		RebalanceTimeout:      10 * time.Second,
+		RebalanceTimeout:      RebalanceTimeout,
 		JoinGroupBackoff:      500 * time.Millisecond,
 		WatchPartitionChanges: true,
 		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { log.Debug(fmt.Sprintf(msg, args...)) }),

@@ -36,16 +36,10 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
 		zap.String("topic_namespace", common.TopicNamespace))
 
-	writers, closeWriters := processor.NewWriters(common.Brokers, names)
-	// Runs after every worker stopped (runner.Group.Wait returned):
-	// flushes what the writers buffer.
-	defer func() {
-		if err := closeWriters(); err != nil {
-			log.Warn("closing Kafka writers", zap.Error(err))
-		}
-	}()
 	reg := obs.NewRegistry()
-	p, err := processor.New(cfg, provider.Default(), writers, log, reg)
+	p, err := processor.New(cfg, provider.Default(), func() (processor.Writers, func() error) {
+		return processor.NewWriters(common.Brokers, names)
+	}, log, reg)
 	if err != nil {
 		return err
 	}

@@ -30,13 +30,16 @@ type instance struct {
 // edit may change its writers.
 func start(t *testing.T, st *testenv.Stack, name string, edit func(*Writers)) *instance {
 	t.Helper()
-	w, closeWriters := NewWriters(st.Brokers, st.Names)
-	if edit != nil {
-		edit(&w)
+	outputs := func() (Writers, func() error) {
+		w, closeWriters := NewWriters(st.Brokers, st.Names)
+		if edit != nil {
+			edit(&w)
+		}
+		return w, closeWriters
 	}
 	reg := prometheus.NewRegistry()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).With(zap.String("instance", name))
-	p, err := New(Config{Brokers: st.Brokers, Names: st.Names, RestoreStall: 20 * time.Second}, provider.Default(), w, log, reg)
+	p, err := New(Config{Brokers: st.Brokers, Names: st.Names, RestoreStall: 20 * time.Second}, provider.Default(), outputs, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +48,6 @@ func start(t *testing.T, st *testenv.Stack, name string, edit func(*Writers)) *i
 	go func() { in.done <- p.Run(ctx) }()
 	t.Cleanup(func() {
 		in.stop(t)
-		_ = closeWriters()
 	})
 	return in
 }

@@ -96,36 +96,49 @@ type Writer interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// Writers are the processor's outputs. The caller owns and closes them.
+// Writers are the outputs of one partition's worker.
 type Writers struct {
 	// Normalized writes reviews.normalized.v1, partitioned by key with murmur2.
 	Normalized Writer
 	// DLQ writes reviews.dlq.v1.
 	DLQ Writer
 	// Changelog writes reviews.processor-state.v1 to the partition each
-	// message names (NewChangelogWriter): the input partition's number.
+	// message names: the input partition's number.
 	Changelog Writer
 }
 
-// NewWriters returns the three writers on brokers under names, and a
-// function that closes them (flushing what is buffered).
+// Outputs makes the writers of one partition's worker, and a function that
+// closes them. The processor calls it when a partition is assigned and
+// calls the close when the partition is given up; the close must return
+// only once every record handed to the writers was acknowledged or failed
+// (kafka.Writer.Close does). That is how a member that loses a partition
+// stops writing for it before the next owner restores it: see Run.
+type Outputs func() (Writers, func() error)
+
+// Output writers give up a batch after at most outputAttempts produce
+// requests of outputWriteTimeout each (and kafka-go's backoff of at most
+// 500ms between them), so that closing a partition's writers returns
+// within the consumer group's rebalance timeout.
+const (
+	outputWriteTimeout = 4 * time.Second
+	outputAttempts     = 2
+)
+
+// NewWriters returns the three writers of one partition's worker on brokers
+// under names, and a function that closes them (flushing what is buffered).
+// It is the Outputs of a running processor.
 func NewWriters(brokers []string, names kafkax.Names) (Writers, func() error) {
-	norm := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: names.Topic(kafkax.TopicNormalized)})
-	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: names.Topic(kafkax.TopicDLQ)})
-	cl := NewChangelogWriter(brokers, names.Topic(kafkax.TopicProcessorState))
+	cfg := func(topic kafkax.Topic) kafkax.WriterConfig {
+		return kafkax.WriterConfig{Brokers: brokers, Topic: names.Topic(topic),
+			WriteTimeout: outputWriteTimeout, MaxAttempts: outputAttempts}
+	}
+	norm := kafkax.NewWriter(cfg(kafkax.TopicNormalized))
+	dlq := kafkax.NewWriter(cfg(kafkax.TopicDLQ))
+	cl := kafkax.NewWriter(cfg(kafkax.TopicProcessorState))
+	cl.Balancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int { return m.Partition })
 	return Writers{Normalized: norm, DLQ: dlq, Changelog: cl}, func() error {
 		return errors.Join(norm.Close(), dlq.Close(), cl.Close())
 	}
-}
-
-// NewChangelogWriter returns an acks=all writer of topic that puts each
-// message on the partition its Partition field names, so a partition's
-// state lands on the changelog partition of the same number whatever the
-// key hashes to.
-func NewChangelogWriter(brokers []string, topic string) *kafka.Writer {
-	w := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: topic})
-	w.Balancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int { return m.Partition })
-	return w
 }
 
 // Processor consumes reviews.raw.v1 and runs a worker per assigned
@@ -133,7 +146,7 @@ func NewChangelogWriter(brokers []string, topic string) *kafka.Writer {
 type Processor struct {
 	cfg      Config
 	adapters *provider.Registry
-	w        Writers
+	outputs  Outputs
 	log      *zap.Logger
 	m        *metrics
 	now      func() time.Time
@@ -145,15 +158,16 @@ type Processor struct {
 	owners map[int]*worker
 }
 
-// New returns a processor. reg receives its metrics.
-func New(cfg Config, adapters *provider.Registry, w Writers, log *zap.Logger, reg prometheus.Registerer) (*Processor, error) {
+// New returns a processor whose partition workers write through the
+// writers outputs makes. reg receives its metrics.
+func New(cfg Config, adapters *provider.Registry, outputs Outputs, log *zap.Logger, reg prometheus.Registerer) (*Processor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if w.Normalized == nil || w.DLQ == nil || w.Changelog == nil {
-		return nil, errors.New("processor: a writer is missing")
+	if outputs == nil {
+		return nil, errors.New("processor: no outputs")
 	}
-	p := &Processor{cfg: cfg, adapters: adapters, w: w, log: log, m: newMetrics(reg), now: time.Now, owners: map[int]*worker{}}
+	p := &Processor{cfg: cfg, adapters: adapters, outputs: outputs, log: log, m: newMetrics(reg), now: time.Now, owners: map[int]*worker{}}
 	for _, name := range append(adapters.Names(), providerUnknown) {
 		p.m.in.WithLabelValues(name)
 		for _, d := range decisionLabels() {
@@ -166,6 +180,14 @@ func New(cfg Config, adapters *provider.Registry, w Writers, log *zap.Logger, re
 // Run joins the consumer group and processes until ctx ends; it returns nil
 // then, or an error when the topics are missing or not co-partitioned. It
 // blocks.
+//
+// Each partition's worker has its own writers for as long as this member
+// holds the partition. When a rebalance takes it away, the worker closes
+// them before RunGroup lets the member rejoin, and a new generation (so the
+// next owner's restore) cannot start before every member rejoined or the
+// rebalance timeout passed: the records of the old owner's last batch are
+// in the changelog before the next owner reads it, or were never written.
+// The output writers' bounds keep that close within the rebalance timeout.
 func (p *Processor) Run(ctx context.Context) error {
 	if err := p.checkTopics(ctx); err != nil {
 		return err
@@ -220,9 +242,12 @@ func (p *Processor) open(ctx context.Context, a kafkax.Assignment) (kafkax.Worke
 	p.m.restore.Observe(took.Seconds())
 	p.log.Info("partition state restored", zap.Int("partition", a.Partition), zap.Int("changelog_records", n),
 		zap.Int("keys", store.Len()), zap.Duration("took", took), zap.Int64("start_offset", a.Committed))
+	out, closeOut := p.outputs()
 	w := &worker{
 		p:         p,
 		partition: a.Partition,
+		out:       out,
+		closeOut:  closeOut,
 		store:     store,
 		overlay:   dedupe.NewOverlay(store),
 		confirmed: a.Committed,
@@ -240,8 +265,11 @@ func (p *Processor) open(ctx context.Context, a kafkax.Assignment) (kafkax.Worke
 type worker struct {
 	p         *Processor
 	partition int
-	store     dedupe.Store
-	overlay   *dedupe.Overlay
+	// out are this worker's own writers; closeOut closes them.
+	out      Writers
+	closeOut func() error
+	store    dedupe.Store
+	overlay  *dedupe.Overlay
 	// confirmed is the input offset below which every output is known to
 	// be written: the committed offset at assignment, then the offset
 	// after the last handled batch.
@@ -320,9 +348,14 @@ func (w *worker) gauge() {
 	}
 }
 
-// Close implements kafkax.Worker: the partition was revoked; its state is
-// dropped (the next owner restores it from the changelog).
+// Close implements kafkax.Worker: the partition was revoked; its writers
+// are closed, which returns once each record handed to them was
+// acknowledged or failed, and its state is dropped (the next owner
+// restores it from the changelog).
 func (w *worker) Close() {
+	if err := w.closeOut(); err != nil {
+		w.log.Warn("closing the partition's writers", zap.Error(err))
+	}
 	w.p.mu.Lock()
 	if w.p.owners[w.partition] == w {
 		delete(w.p.owners, w.partition)

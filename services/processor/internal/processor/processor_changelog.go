@@ -29,7 +29,7 @@ func (w *worker) writeChangelog(ctx context.Context) error {
 		}
 		msgs[i] = kafka.Message{Partition: w.partition, Key: []byte(c.Key), Value: v}
 	}
-	return w.p.w.Changelog.WriteMessages(ctx, msgs...)
+	return w.out.Changelog.WriteMessages(ctx, msgs...)
 }
 
 // restore reads the changelog partition of the given number from its first

@@ -24,7 +24,8 @@ func TestChangelogWriteAndRestore(t *testing.T) {
 	st := testenv.New(t)
 	w, closeWriters := NewWriters(st.Brokers, st.Names)
 	defer closeWriters()
-	p, err := New(Config{Brokers: st.Brokers, Names: st.Names, RestoreStall: 10 * time.Second}, provider.Default(), w,
+	p, err := New(Config{Brokers: st.Brokers, Names: st.Names, RestoreStall: 10 * time.Second}, provider.Default(),
+		func() (Writers, func() error) { return w, func() error { return nil } },
 		zaptest.NewLogger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +38,7 @@ func TestChangelogWriteAndRestore(t *testing.T) {
 
 	const partition = 4
 	store := dedupe.NewMemStore(0)
-	wk := &worker{p: p, partition: partition, store: store, overlay: dedupe.NewOverlay(store)}
+	wk := &worker{p: p, partition: partition, out: w, store: store, overlay: dedupe.NewOverlay(store)}
 	want := map[string]dedupe.Entry{}
 	for i := range 300 {
 		key := fmt.Sprintf("generic:c%03d", i)
@@ -119,9 +120,9 @@ func TestCheckTopicsCoPartitioning(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kafkax.DeleteTopics(context.Background(), st.Brokers, names, specs) })
-	w, closeWriters := NewWriters(st.Brokers, names)
-	defer closeWriters()
-	p, err := New(Config{Brokers: st.Brokers, Names: names}, provider.Default(), w, zaptest.NewLogger(t), prometheus.NewRegistry())
+	p, err := New(Config{Brokers: st.Brokers, Names: names}, provider.Default(), func() (Writers, func() error) {
+		return NewWriters(st.Brokers, names)
+	}, zaptest.NewLogger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,5 +25,5 @@ func (w *worker) writeDeadLetters(ctx context.Context, recs []record, now time.T
 	if len(dls) == 0 {
 		return nil
 	}
-	return envelope.WriteDeadLetters(ctx, w.p.w.DLQ, dls...)
+	return envelope.WriteDeadLetters(ctx, w.out.DLQ, dls...)
 }

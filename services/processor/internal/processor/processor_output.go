@@ -73,7 +73,7 @@ func (w *worker) writeOutputs(ctx context.Context, recs []record) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	tooLarge, err := kafkax.WriteAll(ctx, w.p.w.Normalized, msgs)
+	tooLarge, err := kafkax.WriteAll(ctx, w.out.Normalized, msgs)
 	if err != nil {
 		return err
 	}

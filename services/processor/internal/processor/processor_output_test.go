@@ -98,3 +98,24 @@ func TestDeadLetterMessage(t *testing.T) {
 		}
 	}
 }
+
+// A partition's writers close within the group's rebalance timeout even
+// when every produce request times out: kafka-go tries a batch
+// outputAttempts times, each bounded by outputWriteTimeout, with at most
+// 500ms of backoff between (kafkax.NewWriter), so the next owner's restore
+// never starts while this worker can still write (Processor.Run).
+func TestOutputWritersCloseWithinTheRebalanceTimeout(t *testing.T) {
+	worst := outputAttempts*outputWriteTimeout + (outputAttempts-1)*500*time.Millisecond
+	if worst >= kafkax.RebalanceTimeout {
+		t.Fatalf("a partition's writers may take %v to close, not under the rebalance timeout of %v", worst, kafkax.RebalanceTimeout)
+	}
+	w, closeWriters := NewWriters([]string{"127.0.0.1:9"}, kafkax.Names{})
+	defer closeWriters()
+	for name, wr := range map[string]Writer{"normalized": w.Normalized, "dlq": w.DLQ, "changelog": w.Changelog} {
+		kw := wr.(*kafka.Writer)
+		if kw.WriteTimeout != outputWriteTimeout || kw.MaxAttempts != outputAttempts || kw.WriteBackoffMax > 500*time.Millisecond {
+			t.Errorf("%s writer: write timeout %v, %d attempts, backoff up to %v; want %v, %d, at most 500ms",
+				name, kw.WriteTimeout, kw.MaxAttempts, kw.WriteBackoffMax, outputWriteTimeout, outputAttempts)
+		}
+	}
+}

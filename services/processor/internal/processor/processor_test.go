@@ -303,7 +303,9 @@ func TestWriteFailureRetriesTheSameBatch(t *testing.T) {
 	// The normalized topic of another namespace, not created yet.
 	missing := kafkax.Names{Namespace: "t" + testenv.RandomID() + "."}
 	p := start(t, st, "a", func(w *Writers) {
-		w.Normalized = kafkax.NewWriter(kafkax.WriterConfig{Brokers: st.Brokers, Topic: missing.Topic(kafkax.TopicNormalized), MaxAttempts: 1})
+		missingTopic := kafkax.NewWriter(kafkax.WriterConfig{Brokers: st.Brokers, Topic: missing.Topic(kafkax.TopicNormalized), MaxAttempts: 1})
+		t.Cleanup(func() { _ = missingTopic.Close() })
+		w.Normalized = missingTopic
 	})
 	s := newStream()
 	ks := keys("w", 10)
