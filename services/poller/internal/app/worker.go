@@ -104,7 +104,7 @@ func (s *Service) newWorker(pc ProviderConfig, f feed.Feed, a provider.Adapter) 
 			// Only the provider's own faults count; our rate, refused
 			// requests and requests cut short by a lease's end do not.
 			var ab abandoned
-			return err != nil && (errors.As(err, &ab) || !feed.ProviderFault(err))
+			return err != nil && (errors.As(err, &ab) || !feed.Classify(err).ProviderFault())
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
@@ -250,7 +250,7 @@ func (w *worker) fetch(ctx context.Context, stream Stream, call func(context.Con
 	})
 	now := time.Now()
 	w.bucket.Observe(now, page.Answer.Budget)
-	outcome := feed.Outcome(err)
+	outcome := feed.Classify(err).String()
 	var ab abandoned
 	switch {
 	case errors.As(err, &ab):
@@ -330,7 +330,7 @@ func (w *worker) stepLive(ctx context.Context) error {
 	q := w.live.query
 	page, asked, err := w.fetch(ctx, StreamLive, func(c context.Context) (feed.Page, error) { return w.feed.Changes(c, q) })
 	if err != nil {
-		switch feed.Outcome(err) {
+		switch feed.Classify(err).String() {
 		case "gone":
 			// The provider no longer knows the cursor (its feed restarted):
 			// read it again from the beginning; duplicates are harmless.
@@ -396,10 +396,10 @@ func (w *worker) stepRefresh(ctx context.Context) error {
 		return w.feed.Movie(c, r.job.MovieID, q)
 	})
 	if err != nil {
-		if feed.Retryable(err) || feed.Outcome(err) == "breaker_open" || ctx.Err() != nil {
+		if feed.Classify(err).Retryable() || feed.Classify(err).String() == "breaker_open" || ctx.Err() != nil {
 			return nil
 		}
-		if feed.Outcome(err) == "too_large" && q.Size > 1 {
+		if feed.Classify(err).String() == "too_large" && q.Size > 1 {
 			r.query = feed.Query{Page: 1, Size: max(1, q.Size/2)}
 			return nil
 		}
@@ -453,10 +453,10 @@ func (w *worker) stepBackfill(ctx context.Context) error {
 	q := b.query
 	page, _, err := w.fetch(ctx, StreamBackfill, func(c context.Context) (feed.Page, error) { return w.feed.Changes(c, q) })
 	if err != nil {
-		if feed.Retryable(err) || feed.Outcome(err) == "breaker_open" || ctx.Err() != nil {
+		if feed.Classify(err).Retryable() || feed.Classify(err).String() == "breaker_open" || ctx.Err() != nil {
 			return nil
 		}
-		if feed.Outcome(err) == "too_large" && q.Size > 1 {
+		if feed.Classify(err).String() == "too_large" && q.Size > 1 {
 			b.query = feed.Query{From: b.job.Cursor, Since: b.job.Since, Page: 1, Size: max(1, q.Size/2)}
 			return nil
 		}
