@@ -105,6 +105,7 @@ type StatusError struct {
 	RetryAfter *time.Duration
 }
 
+// Error is the status and the provider's message; it never holds the API key.
 func (e *StatusError) Error() string {
 	if e.Msg == "" {
 		return fmt.Sprintf("provider answered %d %s", e.Status, http.StatusText(e.Status))
