@@ -227,10 +227,35 @@ func health(t *testing.T, st *testenv.Stack, provider string) store.Health {
 // -1 when absent.
 func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
+	for _, m := range matching(t, reg, name, labels) {
+		switch {
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		}
+	}
+	return -1
+}
+
+// sumCounter adds a counter's values over every label set matching labels.
+func sumCounter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range matching(t, reg, name, labels) {
+		sum += m.GetCounter().GetValue()
+	}
+	return sum
+}
+
+// matching returns the series of metric name whose labels include labels.
+func matching(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) []*dto.Metric {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out []*dto.Metric
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -242,15 +267,10 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[strin
 					continue metric
 				}
 			}
-			switch {
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			}
+			out = append(out, m)
 		}
 	}
-	return -1
+	return out
 }
 
 func hasLabel(m *dto.Metric, k, v string) bool {
@@ -260,26 +280,4 @@ func hasLabel(m *dto.Metric, k, v string) bool {
 		}
 	}
 	return false
-}
-
-// sumCounter adds a counter's values over every label set matching labels.
-func sumCounter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, _ := reg.Gather()
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for k, v := range labels {
-				if !hasLabel(m, k, v) {
-					continue metric
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }

@@ -26,6 +26,23 @@ type Writer interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
+// publisher writes one provider's pages to Kafka: each event as a raw
+// envelope to reviews.raw.v1, or dead-lettered. Used by its worker's
+// goroutine only.
+type publisher struct {
+	provider string
+	adapter  provider.Adapter
+	raw, dlq Writer
+	// deadline bounds one page's write (Config.KafkaDeadline).
+	deadline time.Duration
+	m        *metrics
+	log      *zap.Logger
+	// recent holds digests of events the live stream published lately, so
+	// the overlap of a rewound pass is not published twice by this process.
+	recent *recentSet
+}
+
+// published counts what publish did with a page.
 type published struct {
 	published, deadLettered, skipped int
 	// newest is the newest change time among the page's valid events.
@@ -42,7 +59,7 @@ type published struct {
 //
 // With skipRecent, events this process published lately (the overlap of a
 // rewound live pass) are not published again.
-func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.Page, skipRecent bool) (published, error) {
+func (p *publisher) publish(ctx context.Context, source envelope.Source, page feed.Page, skipRecent bool) (published, error) {
 	var res published
 	if len(page.Events) == 0 {
 		return res, nil
@@ -56,23 +73,23 @@ func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.
 	for _, ev := range page.Events {
 		sum := sha256.Sum256(ev)
 		digest := hex.EncodeToString(sum[:16])
-		if skipRecent && w.recent.Has(digest) {
+		if skipRecent && p.recent.Has(digest) {
 			res.skipped++
 			continue
 		}
 		raw := envelope.Raw{
 			// Stable per change: a re-read of the same event has the
 			// same id, which makes duplicates easy to trace.
-			EventID:    envelope.EventID(w.name, "poll:"+digest, 0),
-			Provider:   w.name,
+			EventID:    envelope.EventID(p.provider, "poll:"+digest, 0),
+			Provider:   p.provider,
 			Source:     source,
 			ReceivedAt: accepted,
 			DeliveryID: delivery,
 			Payload:    json.RawMessage(ev),
 		}
-		norm, err := w.adapter.Normalize(ev, accepted)
+		norm, err := p.adapter.Normalize(ev, accepted)
 		if err != nil {
-			dl, err := w.deadLetter(raw, norm, err, accepted)
+			dl, err := p.deadLetter(raw, norm, err, accepted)
 			if err != nil {
 				return res, err
 			}
@@ -90,35 +107,35 @@ func (w *worker) publish(ctx context.Context, source envelope.Source, page feed.
 			res.newest = norm.Review.SourceUpdatedAt
 		}
 	}
-	tooLarge, err := w.write(ctx, w.s.raw, msgs)
+	tooLarge, err := p.write(ctx, p.raw, msgs)
 	if err != nil {
 		return res, fmt.Errorf("publish %d events to %s: %w", len(msgs), kafkax.TopicRaw, err)
 	}
 	for _, i := range tooLarge {
 		cause := provider.Errorf(provider.ReasonTooLarge, "%s refused the event's raw record of %d bytes as too large",
 			kafkax.TopicRaw, len(msgs[i].Value))
-		dl, err := w.deadLetter(raws[i], review.Event{}, cause, accepted)
+		dl, err := p.deadLetter(raws[i], review.Event{}, cause, accepted)
 		if err != nil {
 			return res, err
 		}
 		dl.Key = string(msgs[i].Key)
 		dls = append(dls, dl)
 	}
-	if err := w.writeDeadLetters(ctx, dls); err != nil {
+	if err := p.writeDeadLetters(ctx, dls); err != nil {
 		return res, fmt.Errorf("dead-letter %d events: %w", len(dls), err)
 	}
 	for _, d := range digests {
-		w.recent.Add(d)
+		p.recent.Add(d)
 	}
 	res.published, res.deadLettered = len(msgs)-len(tooLarge), len(dls)
-	w.s.m.events.WithLabelValues(w.name, string(source)).Add(float64(len(msgs)))
+	p.m.events.WithLabelValues(p.provider, string(source)).Add(float64(len(msgs)))
 	return res, nil
 }
 
 // deadLetter builds the dead letter of a page's event: its raw envelope,
 // keyed by the review when the adapter could still say which (a field over
 // its limit), else unkeyed.
-func (w *worker) deadLetter(raw envelope.Raw, norm review.Event, cause error, now time.Time) (envelope.DeadLetter, error) {
+func (p *publisher) deadLetter(raw envelope.Raw, norm review.Event, cause error, now time.Time) (envelope.DeadLetter, error) {
 	b, err := json.Marshal(raw)
 	if err != nil {
 		return envelope.DeadLetter{}, fmt.Errorf("encode raw envelope: %w", err)
@@ -132,54 +149,54 @@ func (w *worker) deadLetter(raw envelope.Raw, norm review.Event, cause error, no
 		key = norm.Review.ID
 	}
 	dl := envelope.NewDeadLetter(envelope.StagePoller, reason, cause, key, b, now)
-	dl.Provider = w.name
+	dl.Provider = p.provider
 	dl.Headers = map[string]string{
 		kafkax.HeaderEventID:  raw.EventID,
 		kafkax.HeaderSource:   string(raw.Source),
 		kafkax.HeaderAccepted: now.UTC().Format(time.RFC3339Nano),
 	}
-	w.s.m.deadLetters.WithLabelValues(w.name, reason).Inc()
-	w.log.Warn("provider event refused: dead-lettered", zap.String("reason", reason),
+	p.m.deadLetters.WithLabelValues(p.provider, reason).Inc()
+	p.log.Warn("provider event refused: dead-lettered", zap.String("reason", reason),
 		zap.String("error", cause.Error()), zap.String("dead_letter_id", dl.ID))
 	return dl, nil
 }
 
 // write writes msgs with kafkax.WriteAll and returns the indexes of those
 // Kafka refuses alone as too large.
-func (w *worker) write(ctx context.Context, wr Writer, msgs []kafka.Message) ([]int, error) {
+func (p *publisher) write(ctx context.Context, wr Writer, msgs []kafka.Message) ([]int, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
 	// A stopping poller still finishes (or times out) a write it began,
 	// so a page is never half-published because of the shutdown.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.KafkaDeadline)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.deadline)
 	defer cancel()
 	start := time.Now()
 	tooLarge, err := kafkax.WriteAll(ctx, wr, msgs)
-	w.observeWrite(start, err)
+	p.observeWrite(start, err)
 	return tooLarge, err
 }
 
 // writeDeadLetters writes dls with envelope.WriteDeadLetters, under the
 // same deadline as write.
-func (w *worker) writeDeadLetters(ctx context.Context, dls []envelope.DeadLetter) error {
+func (p *publisher) writeDeadLetters(ctx context.Context, dls []envelope.DeadLetter) error {
 	if len(dls) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.KafkaDeadline)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.deadline)
 	defer cancel()
 	start := time.Now()
-	err := envelope.WriteDeadLetters(ctx, w.s.dlq, dls...)
-	w.observeWrite(start, err)
+	err := envelope.WriteDeadLetters(ctx, p.dlq, dls...)
+	p.observeWrite(start, err)
 	return err
 }
 
-func (w *worker) observeWrite(start time.Time, err error) {
+func (p *publisher) observeWrite(start time.Time, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
 	}
-	w.s.m.kafkaWrite.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	p.m.kafkaWrite.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 }
 
 // pageID names one fetched page, the delivery_id of its raw envelopes.

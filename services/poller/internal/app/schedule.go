@@ -1,11 +1,5 @@
 package app
 
-import (
-	"time"
-
-	"github.com/sony/gobreaker/v2"
-)
-
 // Stream is one kind of work a provider worker does, in priority order.
 type Stream string
 
@@ -42,34 +36,4 @@ func choose(p pending) Stream {
 		return StreamBackfill
 	}
 	return ""
-}
-
-// Health statuses of provider_health.
-const (
-	HealthOK       = "ok"
-	HealthDegraded = "degraded"
-	HealthDown     = "down"
-)
-
-// healthStatus says how a provider's sync stands: down while its breaker is
-// open or its latest answer was 503 (the provider says it is unavailable);
-// degraded while its latest attempt failed otherwise, or nothing has
-// succeeded for staleAfter (a 429 storm, a half-open breaker that keeps
-// failing); ok otherwise. since is when the worker started trying (its
-// lease term), the reference when nothing has succeeded yet.
-func healthStatus(breaker gobreaker.State, failing, unavailable bool, lastSuccess, since, now time.Time, staleAfter time.Duration) string {
-	switch {
-	case breaker == gobreaker.StateOpen, failing && unavailable:
-		return HealthDown
-	case failing:
-		return HealthDegraded
-	}
-	ref := lastSuccess
-	if ref.Before(since) {
-		ref = since
-	}
-	if now.Sub(ref) > staleAfter {
-		return HealthDegraded
-	}
-	return HealthOK
 }

@@ -4,6 +4,14 @@
 // budget, with backoff and a circuit breaker; and a consumer of
 // reviews.sync-requests.v1 that queues refresh and backfill jobs.
 //
+// A worker (worker.go) only schedules: it picks the stream that sends next
+// (schedule.go) and runs one step of it (stream.go) when its fetcher
+// (internal/fetch: budget, breaker, backoff) allows. Each stream holds its
+// own position and completion: live sync (live.go), a refresh (refresh.go),
+// a backfill (backfill.go). Pages go to Kafka through the publisher
+// (publish.go); health (health.go) and the lease (lease.go) are the
+// worker's.
+//
 // Every change read from a provider is published to reviews.raw.v1 as a raw
 // envelope whose payload is the provider's event bytes untouched; a cursor
 // or job progress is saved only after Kafka acknowledged the events before

@@ -105,6 +105,7 @@ type StatusError struct {
 	RetryAfter *time.Duration
 }
 
+// Error is the status and the provider's message; it never holds the API key.
 func (e *StatusError) Error() string {
 	if e.Msg == "" {
 		return fmt.Sprintf("provider answered %d %s", e.Status, http.StatusText(e.Status))
@@ -169,66 +170,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// Outcome classifies the result of a request for metrics and health, one of
-// a small fixed set: ok, rate_limited, unavailable (503), server_error
-// (other 5xx), gone (410), client_error (other 4xx), redirect, too_large,
-// bad_answer (not the documented JSON), timeout, network_error, canceled.
-func Outcome(err error) string {
-	var se *StatusError
-	var ne net.Error
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.As(err, &se):
-		switch {
-		case se.Status == http.StatusTooManyRequests:
-			return "rate_limited"
-		case se.Status == http.StatusServiceUnavailable:
-			return "unavailable"
-		case se.Status >= 500:
-			return "server_error"
-		case se.Status == http.StatusGone:
-			return "gone"
-		default:
-			return "client_error"
-		}
-	case errors.Is(err, ErrRedirect):
-		return "redirect"
-	case errors.Is(err, ErrTooLarge):
-		return "too_large"
-	case errors.Is(err, ErrBadAnswer):
-		return "bad_answer"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	default:
-		return "network_error"
-	}
-}
-
-// ProviderFault reports whether err says the provider is failing (5xx,
-// timeouts, network errors, broken answers): what the circuit breaker
-// counts. Rate limiting, refused requests, oversized pages (the poller asks
-// for smaller ones) and cancellations are not.
-func ProviderFault(err error) bool {
-	switch Outcome(err) {
-	case "unavailable", "server_error", "timeout", "network_error", "bad_answer":
-		return true
-	}
-	return false
-}
-
-// Retryable reports whether the same request may succeed later: 429, 5xx,
-// timeouts and network errors. 4xx answers other than 429 are not retried.
-func Retryable(err error) bool {
-	switch Outcome(err) {
-	case "rate_limited", "unavailable", "server_error", "timeout", "network_error", "bad_answer":
-		return true
-	}
-	return false
 }
 
 // ErrBadAnswer is a 200 answer that is not the documented JSON.

@@ -78,11 +78,11 @@ func TestClientErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := newTestClient(t, tc.h, func(c *ClientConfig) { c.Timeout = 300 * time.Millisecond })
 			_, err := c.Get(context.Background(), "/x", nil)
-			if got := Outcome(err); got != tc.outcome {
+			if got := Classify(err).String(); got != tc.outcome {
 				t.Fatalf("outcome %q (%v), want %q", got, err, tc.outcome)
 			}
-			if ProviderFault(err) != tc.fault || Retryable(err) != tc.retryable {
-				t.Fatalf("fault %v retryable %v, want %v %v", ProviderFault(err), Retryable(err), tc.fault, tc.retryable)
+			if o := Classify(err); o.ProviderFault() != tc.fault || o.Retryable() != tc.retryable {
+				t.Fatalf("fault %v retryable %v, want %v %v", o.ProviderFault(), o.Retryable(), tc.fault, tc.retryable)
 			}
 			if strings.Contains(err.Error(), "secret-key-123") {
 				t.Fatalf("error %q shows the API key", err)
@@ -123,13 +123,13 @@ func TestClientRedirects(t *testing.T) {
 			w.Write([]byte(`{"final":true}`))
 		}
 	}, nil)
-	if _, err := c.Get(context.Background(), "/away", nil); Outcome(err) != "redirect" || leaked != "" {
+	if _, err := c.Get(context.Background(), "/away", nil); Classify(err) != Redirect || leaked != "" {
 		t.Fatalf("redirect to another host: err %v, other host saw Authorization %q", err, leaked)
 	}
 	if a, err := c.Get(context.Background(), "/here", nil); err != nil || string(a.Body) != `{"final":true}` {
 		t.Fatalf("redirect within the host: %v %s", err, a.Body)
 	}
-	if _, err := c.Get(context.Background(), "/loop", nil); Outcome(err) != "redirect" {
+	if _, err := c.Get(context.Background(), "/loop", nil); Classify(err) != Redirect {
 		t.Fatalf("redirect loop: %v", err)
 	}
 }
@@ -230,7 +230,7 @@ func TestReelpulseTokens(t *testing.T) {
 	if err != nil || p.More || p.Next != "tok1" {
 		t.Fatalf("%+v %v", p, err)
 	}
-	if _, err := f.Changes(context.Background(), Query{From: "old"}); Outcome(err) != "gone" {
+	if _, err := f.Changes(context.Background(), Query{From: "old"}); Classify(err) != Gone {
 		t.Fatalf("old token: %v", err)
 	}
 	if f.Rewind("tok1", time.Hour) != "tok1" {
@@ -242,7 +242,7 @@ func TestBadAnswers(t *testing.T) {
 	c, _ := newTestClient(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`<html>`)) }, nil)
 	for _, name := range Known() {
 		f, _ := New(name, c)
-		if _, err := f.Changes(context.Background(), Query{}); Outcome(err) != "bad_answer" {
+		if _, err := f.Changes(context.Background(), Query{}); Classify(err) != BadAnswer {
 			t.Errorf("%s: %v, want bad_answer", name, err)
 		}
 	}
