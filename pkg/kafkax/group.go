@@ -45,10 +45,13 @@ type GroupConfig struct {
 	Topic   string
 	// MaxBatch bounds the records of one Handle call (default 500).
 	MaxBatch int
-	// Linger is how long a batch waits for one more record once it has
-	// one (default 5ms): batches grow under load and stay small when idle.
+	// Linger, when above 0, is how long a batch waits for one more record
+	// once it has taken what the reader holds (default 0: no wait). A
+	// batch is what has arrived while the previous one was handled, so
+	// batches grow under load and a record on a quiet partition goes on at
+	// once; a linger adds latency to every record of a quiet partition.
 	Linger time.Duration
-	// MaxWait bounds how long a batch is assembled from its first record
+	// MaxWait bounds how long a batch lingers from its first record
 	// (default 100ms): linger restarts with every record, so without it a
 	// steady trickle could hold a batch for MaxBatch x Linger.
 	MaxWait time.Duration
@@ -85,9 +88,6 @@ func RunGroup(ctx context.Context, cfg GroupConfig, open OpenFunc) error {
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 100 * time.Millisecond
-	}
-	if cfg.Linger <= 0 {
-		cfg.Linger = 5 * time.Millisecond
 	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = time.Second
@@ -212,9 +212,15 @@ func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment
 		Topic:     a.Topic,
 		Partition: a.Partition,
 		Dialer:    cfg.Dialer,
-		MinBytes:  16 << 10,
-		MaxBytes:  FetchBytes,
-		MaxWait:   40 * time.Millisecond,
+		// The broker answers a fetch as soon as it has a byte: a caught-up
+		// consumer gets each record when the broker has it. MaxWait only
+		// bounds an idle long poll.
+		MinBytes: 1,
+		MaxBytes: FetchBytes,
+		MaxWait:  250 * time.Millisecond,
+		// The reader fetches ahead into this queue while a batch is
+		// handled; the next batch takes what piled up (up to MaxBatch).
+		QueueCapacity: cfg.MaxBatch,
 		// Read-committed is irrelevant (no transactions); keep defaults.
 	})
 	defer r.Close()
@@ -229,8 +235,9 @@ func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment
 			return progressed, fmt.Errorf("fetch at offset %d: %w", *next, err)
 		}
 		batch = append(batch, m)
+		batch = takeQueued(ctx, r, batch, cfg.MaxBatch)
 		closeAt := time.Now().Add(cfg.MaxWait)
-		for len(batch) < cfg.MaxBatch {
+		for cfg.Linger > 0 && len(batch) < cfg.MaxBatch {
 			wait := min(cfg.Linger, time.Until(closeAt))
 			if wait <= 0 {
 				break
@@ -254,6 +261,23 @@ func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment
 			cfg.Lag(a.Partition, max(0, last.HighWaterMark-last.Offset-1))
 		}
 	}
+}
+
+// takeQueued appends to batch, up to max records, what the reader has
+// fetched already, without waiting for more.
+func takeQueued(ctx context.Context, r *kafka.Reader, batch []kafka.Message, max int) []kafka.Message {
+	for n := r.Stats().QueueLength; n > 0 && len(batch) < max; n-- {
+		// Queued records come at once; the deadline only guards against
+		// an entry FetchMessage skips (a reader restarted since).
+		qctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+		m, err := r.FetchMessage(qctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch
 }
 
 // handle hands batch to w until it succeeds; it returns false when ctx

@@ -30,7 +30,7 @@ func readAll(t *testing.T, brokers []string, topic string, partitions int) []kaf
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MaxBytes: kafkax.FetchBytes})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MaxBytes: kafkax.FetchBytes, MaxWait: 100 * time.Millisecond})
 		for off := int64(0); off < end; off++ {
 			m, err := r.FetchMessage(ctx)
 			if err != nil {

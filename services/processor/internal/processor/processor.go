@@ -56,7 +56,9 @@ type Config struct {
 	Names kafkax.Names
 	// MaxBatch bounds the records of one batch (default 500).
 	MaxBatch int
-	// Linger is how long a batch waits for one more record (default 5ms).
+	// Linger, when above 0, is how long a batch waits for one more record
+	// (default 0: a batch is what arrived while the last one was handled;
+	// see kafkax.GroupConfig).
 	Linger time.Duration
 	// WriteTimeout bounds each batch's Kafka writes together (default
 	// 30s); past it the batch fails and is retried.
@@ -70,9 +72,6 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 500
-	}
-	if c.Linger == 0 {
-		c.Linger = 5 * time.Millisecond
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second

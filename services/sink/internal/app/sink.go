@@ -32,7 +32,9 @@ type Config struct {
 	Names   kafkax.Names
 	// MaxBatch bounds the records of one transaction (default 1000).
 	MaxBatch int
-	// Linger is how long a batch waits for one more record (default 10ms).
+	// Linger, when above 0, is how long a batch waits for one more record
+	// (default 0: a batch is what arrived while the last transaction ran;
+	// see kafkax.GroupConfig).
 	Linger time.Duration
 	// TxTimeout bounds one batch's transaction (default 30s).
 	TxTimeout time.Duration
@@ -48,9 +50,6 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1000
-	}
-	if c.Linger == 0 {
-		c.Linger = 10 * time.Millisecond
 	}
 	if c.TxTimeout == 0 {
 		c.TxTimeout = 30 * time.Second

@@ -1,0 +1,205 @@
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// EagerWriter sends a write at once when none of its own is in flight, and
+// gathers the writes that come while one is into the next request: a
+// record on a quiet path waits for no timer, and under load requests grow
+// with the load (group commit). It wraps a kafka.Writer whose BatchTimeout
+// is near zero (NewEagerWriter), so that one call to it is one produce
+// request per partition.
+//
+// A write whose caller gave up (its context ended) before its round began
+// is dropped, never sent: unlike kafka-go's own queue, nothing a caller
+// abandoned waits in memory for a broker that hangs. Once its round began
+// it is kafka-go's, and Close waits for it.
+//
+// WriteMessages blocks until its records are acknowledged (acks=all), fail,
+// or ctx ends. Safe for concurrent use.
+type EagerWriter struct {
+	w *kafka.Writer
+
+	mu      sync.Mutex
+	queue   []*eagerWrite
+	running bool
+	closed  bool
+	idle    *sync.Cond // signalled when running turns false
+	stats   EagerStats
+}
+
+// EagerStats counts an EagerWriter's work since it was made.
+type EagerStats struct {
+	// Writes is how many WriteMessages calls were queued.
+	Writes uint64
+	// Rounds is how many requests (kafka.Writer calls) sent them.
+	Rounds uint64
+	// Dropped is how many writes were never sent because their caller had
+	// given up before their round began.
+	Dropped uint64
+}
+
+// Stats returns the counts so far.
+func (e *EagerWriter) Stats() EagerStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}
+
+type eagerWrite struct {
+	ctx  context.Context
+	msgs []kafka.Message
+	done chan error // buffered: the round never blocks on a caller
+}
+
+// ErrWriterClosed is returned by WriteMessages after Close.
+var ErrWriterClosed = errors.New("kafka writer closed")
+
+// NewEagerWriter returns an EagerWriter over NewWriter(cfg), with the
+// kafka.Writer's own BatchTimeout taken down to a microsecond: the
+// EagerWriter does the batching.
+func NewEagerWriter(cfg WriterConfig) *EagerWriter {
+	w := NewWriter(cfg)
+	w.BatchTimeout = eagerBatchTimeout
+	return WrapEager(w)
+}
+
+// eagerBatchTimeout is the kafka.Writer's linger under an EagerWriter.
+// kafka-go adds a call's records to a partition's batch under one lock, so
+// its timer, however short, cannot cut a call's batch in two.
+const eagerBatchTimeout = 1000 // nanoseconds
+
+// WrapEager returns an EagerWriter over w, which it owns and closes. w's
+// BatchTimeout should be near zero.
+func WrapEager(w *kafka.Writer) *EagerWriter {
+	e := &EagerWriter{w: w}
+	e.idle = sync.NewCond(&e.mu)
+	return e
+}
+
+// Writer is the kafka.Writer underneath, for its settings (Balancer, Topic).
+func (e *EagerWriter) Writer() *kafka.Writer { return e.w }
+
+// WriteMessages writes msgs. See EagerWriter.
+func (e *EagerWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ew := &eagerWrite{ctx: ctx, msgs: msgs, done: make(chan error, 1)}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrWriterClosed
+	}
+	e.queue = append(e.queue, ew)
+	e.stats.Writes++
+	if !e.running {
+		e.running = true
+		go e.run()
+	}
+	e.mu.Unlock()
+	select {
+	case err := <-ew.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run sends rounds until the queue is empty.
+func (e *EagerWriter) run() {
+	for {
+		e.mu.Lock()
+		round := e.queue
+		e.queue = nil
+		if len(round) == 0 {
+			e.running = false
+			e.idle.Broadcast()
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		e.send(round)
+	}
+}
+
+// send writes the live writes of one round in one call and answers each.
+func (e *EagerWriter) send(round []*eagerWrite) {
+	live := round[:0]
+	var msgs []kafka.Message
+	dropped := 0
+	for _, ew := range round {
+		if err := ew.ctx.Err(); err != nil {
+			ew.done <- err
+			dropped++
+			continue
+		}
+		live = append(live, ew)
+		msgs = append(msgs, ew.msgs...)
+	}
+	e.mu.Lock()
+	e.stats.Dropped += uint64(dropped)
+	if len(live) > 0 {
+		e.stats.Rounds++
+	}
+	e.mu.Unlock()
+	if len(live) == 0 {
+		return
+	}
+	// The round's own deadline is kafka-go's (WriteTimeout, MaxAttempts):
+	// its callers may each give up earlier, but the records are sent.
+	err := e.w.WriteMessages(context.Background(), msgs...)
+	var tooLarge kafka.MessageTooLargeError
+	if errors.As(err, &tooLarge) && len(live) > 1 {
+		// kafka-go sent nothing: one caller's record is over BatchBytes.
+		// Each write goes alone, so only that caller gets the error.
+		for _, ew := range live {
+			ew.done <- e.w.WriteMessages(context.Background(), ew.msgs...)
+		}
+		return
+	}
+	var werrs kafka.WriteErrors
+	perRecord := errors.As(err, &werrs) && len(werrs) == len(msgs)
+	at := 0
+	for _, ew := range live {
+		n := len(ew.msgs)
+		switch {
+		case err == nil:
+			ew.done <- nil
+		case perRecord:
+			ew.done <- ownErrors(werrs[at : at+n])
+		default:
+			ew.done <- err
+		}
+		at += n
+	}
+}
+
+// ownErrors is nil when every record of a write succeeded, and otherwise
+// the write's own kafka.WriteErrors.
+func ownErrors(errs kafka.WriteErrors) error {
+	for _, err := range errs {
+		if err != nil {
+			return append(kafka.WriteErrors(nil), errs...)
+		}
+	}
+	return nil
+}
+
+// Close waits for the round in flight and those queued, then closes the
+// kafka.Writer (which flushes what it holds). Writes after Close fail with
+// ErrWriterClosed.
+func (e *EagerWriter) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	for e.running {
+		e.idle.Wait()
+	}
+	e.mu.Unlock()
+	return e.w.Close()
+}

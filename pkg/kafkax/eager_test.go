@@ -1,0 +1,139 @@
+package kafkax_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/testenv"
+)
+
+// TestEagerWriterGathersConcurrentWrites: writes on a quiet writer go out
+// one request each; 300 concurrent writes share far fewer requests; every
+// record is acknowledged and read back once.
+func TestEagerWriterGathersConcurrentWrites(t *testing.T) {
+	st := testenv.New(t)
+	topic := st.Topic(kafkax.TopicNormalized)
+	w := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: st.Brokers, Topic: topic})
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	for i := range 5 {
+		if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(fmt.Sprintf("quiet-%d", i)), Value: []byte("q")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := w.Stats(); s.Writes != 5 || s.Rounds != 5 {
+		t.Fatalf("sequential writes: %+v, want 5 writes in 5 rounds", s)
+	}
+
+	const writers, per = 300, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			msgs := make([]kafka.Message, per)
+			for j := range msgs {
+				msgs[j] = kafka.Message{Key: []byte(fmt.Sprintf("load-%d-%d", i, j)), Value: []byte("l")}
+			}
+			errs <- w.WriteMessages(ctx, msgs...)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := w.Stats()
+	if s.Writes != 5+writers || s.Rounds >= 5+writers/2 {
+		t.Fatalf("concurrent writes: %+v, want %d writes in fewer than %d rounds", s, 5+writers, 5+writers/2)
+	}
+	t.Logf("written: %+v", s)
+	got := map[string]int{}
+	for _, m := range readAll(t, st.Brokers, topic, kafkax.DefaultPartitions) {
+		got[string(m.Key)]++
+	}
+	if len(got) != 5+writers*per {
+		t.Fatalf("read back %d keys, want %d", len(got), 5+writers*per)
+	}
+	for k, n := range got {
+		if n != 1 {
+			t.Fatalf("key %s read %d times", k, n)
+		}
+	}
+	t.Logf("%+v", s)
+}
+
+// TestEagerWriterDropsAbandonedWrites: against a broker that accepts
+// connections and never answers, a write whose caller gives up while an
+// earlier round hangs is answered with its context's error and never sent;
+// Close waits for the hung round and then returns.
+func TestEagerWriterDropsAbandonedWrites(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	w := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: []string{ln.Addr().String()}, Topic: "hung",
+		WriteTimeout: time.Second, MaxAttempts: 1})
+
+	first := make(chan error, 1)
+	go func() {
+		first <- w.WriteMessages(context.Background(), kafka.Message{Key: []byte("a"), Value: []byte("a")})
+	}()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if s := w.Stats(); s.Rounds != 1 {
+			return fmt.Errorf("%+v: the first round has not begun", s)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("b"), Value: []byte("b")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("abandoned write: %v, want its deadline", err)
+	}
+	if err := <-first; err == nil {
+		t.Fatal("the write to a broker that never answers succeeded")
+	}
+	if err := w.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	if s := w.Stats(); s.Rounds != 1 || s.Dropped != 1 {
+		t.Fatalf("%+v: want 1 round sent and the abandoned write dropped", s)
+	}
+	if err := w.WriteMessages(context.Background(), kafka.Message{Value: []byte("c")}); !errors.Is(err, kafkax.ErrWriterClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+}
