@@ -131,10 +131,12 @@ func NewWriters(brokers []string, names kafkax.Names) (Writers, func() error) {
 		return kafkax.WriterConfig{Brokers: brokers, Topic: names.Topic(topic),
 			WriteTimeout: outputWriteTimeout, MaxAttempts: outputAttempts}
 	}
-	norm := kafkax.NewWriter(cfg(kafkax.TopicNormalized))
-	dlq := kafkax.NewWriter(cfg(kafkax.TopicDLQ))
-	cl := kafkax.NewWriter(cfg(kafkax.TopicProcessorState))
-	cl.Balancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int { return m.Partition })
+	// Eager writers: a batch's changelog and outputs go out at once, with
+	// no linger; a worker has one batch in flight at a time anyway.
+	norm := kafkax.NewEagerWriter(cfg(kafkax.TopicNormalized))
+	dlq := kafkax.NewEagerWriter(cfg(kafkax.TopicDLQ))
+	cl := kafkax.NewEagerWriter(cfg(kafkax.TopicProcessorState))
+	cl.Writer().Balancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int { return m.Partition })
 	return Writers{Normalized: norm, DLQ: dlq, Changelog: cl}, func() error {
 		return errors.Join(norm.Close(), dlq.Close(), cl.Close())
 	}

@@ -112,7 +112,7 @@ func TestOutputWritersCloseWithinTheRebalanceTimeout(t *testing.T) {
 	w, closeWriters := NewWriters([]string{"127.0.0.1:9"}, kafkax.Names{})
 	defer closeWriters()
 	for name, wr := range map[string]Writer{"normalized": w.Normalized, "dlq": w.DLQ, "changelog": w.Changelog} {
-		kw := wr.(*kafka.Writer)
+		kw := wr.(*kafkax.EagerWriter).Writer()
 		if kw.WriteTimeout != outputWriteTimeout || kw.MaxAttempts != outputAttempts || kw.WriteBackoffMax > 500*time.Millisecond {
 			t.Errorf("%s writer: write timeout %v, %d attempts, backoff up to %v; want %v, %d, at most 500ms",
 				name, kw.WriteTimeout, kw.MaxAttempts, kw.WriteBackoffMax, outputWriteTimeout, outputAttempts)
