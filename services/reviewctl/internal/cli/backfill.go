@@ -123,13 +123,9 @@ func (c *cmd) backfillStatus(ctx context.Context, args []string) int {
 	if fs.NArg() > 0 {
 		return c.errorf("backfill status takes no arguments, got %q", fs.Args())
 	}
-	s, err := c.settings()
-	if err != nil {
-		return c.errorf("%v", err)
-	}
-	db, err := s.openDB(ctx)
-	if err != nil {
-		return c.errorf("%v", err)
+	_, db := c.connect(ctx)
+	if db == nil {
+		return ExitError
 	}
 	defer db.Close()
 	jobs, err := db.BackfillJobs(ctx, *prov, *limit)

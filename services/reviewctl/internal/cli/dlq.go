@@ -77,9 +77,21 @@ func dlqFilterFlags(fs *flag.FlagSet, f *deadletters.Filter, since *timeFlag) {
 	fs.Var(since, "since", "only dead letters that failed at or after this time: "+timeHelp)
 }
 
-// readDeadLetters reads every dead letter of reviews.dlq.v1, oldest first.
-func (c *cmd) readDeadLetters(ctx context.Context, s settings) ([]deadletters.DeadLetter, error) {
-	return deadletters.Read(ctx, s.log(kafkax.TopicDLQ), c.progress())
+// readDeadLetters reads the settings and every dead letter of
+// reviews.dlq.v1, oldest first. On a failure it prints the error and
+// returns false.
+func (c *cmd) readDeadLetters(ctx context.Context) (settings, []deadletters.DeadLetter, bool) {
+	s, err := c.settings()
+	if err != nil {
+		c.errorf("%v", err)
+		return s, nil, false
+	}
+	all, err := deadletters.Read(ctx, s.log(kafkax.TopicDLQ), c.progress())
+	if err != nil {
+		c.errorf("read %s: %v", s.topic(kafkax.TopicDLQ), err)
+		return s, nil, false
+	}
+	return s, all, true
 }
 
 // ledger reads dlq_redrives for ids; it returns an empty map when there is
@@ -114,13 +126,9 @@ func (c *cmd) dlqList(ctx context.Context, args []string) int {
 		return c.errorf("dlq list takes no arguments, got %q", fs.Args())
 	}
 	f.Since = since.ptr()
-	s, err := c.settings()
-	if err != nil {
-		return c.errorf("%v", err)
-	}
-	all, err := c.readDeadLetters(ctx, s)
-	if err != nil {
-		return c.errorf("read %s: %v", s.topic(kafkax.TopicDLQ), err)
+	s, all, ok := c.readDeadLetters(ctx)
+	if !ok {
+		return ExitError
 	}
 	var sel []deadletters.DeadLetter
 	ids := []string{}
@@ -191,13 +199,9 @@ func (c *cmd) dlqShow(ctx context.Context, args []string) int {
 	} else if fs.NArg() > 0 || id == "" {
 		return c.errorf("dlq show takes exactly one dead-letter id (see `reviewctl dlq list`, or `reviewctl dlq show -h`)")
 	}
-	s, err := c.settings()
-	if err != nil {
-		return c.errorf("%v", err)
-	}
-	all, err := c.readDeadLetters(ctx, s)
-	if err != nil {
-		return c.errorf("read %s: %v", s.topic(kafkax.TopicDLQ), err)
+	s, all, ok := c.readDeadLetters(ctx)
+	if !ok {
+		return ExitError
 	}
 	var found []deadletters.DeadLetter
 	for _, d := range all {

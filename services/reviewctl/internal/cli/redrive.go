@@ -31,13 +31,9 @@ func (c *cmd) dlqRedrive(ctx context.Context, args []string) int {
 		return c.errorf("dlq redrive takes no arguments, got %q (select dead letters with --id)", fs.Args())
 	}
 	f.Since = since.ptr()
-	s, err := c.settings()
-	if err != nil {
-		return c.errorf("%v", err)
-	}
-	db, err := s.openDB(ctx)
-	if err != nil {
-		return c.errorf("%v", err)
+	s, db := c.connect(ctx)
+	if db == nil {
+		return ExitError
 	}
 	defer db.Close()
 	w := s.writers()

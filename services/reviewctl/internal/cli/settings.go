@@ -44,6 +44,22 @@ func (s settings) openDB(ctx context.Context) (*store.DB, error) {
 	return store.Open(ctx, s.DatabaseURL)
 }
 
+// connect reads the settings and opens the database; the caller closes
+// it. On a failure it prints the error and returns a nil DB.
+func (c *cmd) connect(ctx context.Context) (settings, *store.DB) {
+	s, err := c.settings()
+	if err != nil {
+		c.errorf("%v", err)
+		return s, nil
+	}
+	db, err := s.openDB(ctx)
+	if err != nil {
+		c.errorf("%v", err)
+		return s, nil
+	}
+	return s, db
+}
+
 // operator names who ran a write, for the audit columns.
 func (c *cmd) operator() string {
 	u := c.env.String("USER", "")

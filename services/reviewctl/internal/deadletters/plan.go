@@ -68,83 +68,107 @@ func Origin(dl envelope.DeadLetter) kafkax.Topic {
 //
 // Every record carries the header redrive-of: <dead letter id>.
 func PlanRedrive(dl envelope.DeadLetter, reg *provider.Registry) Plan {
-	p := Plan{DeadLetter: dl, Target: Origin(dl)}
-	fail := func(reason string, err error) Plan {
+	origin := Origin(dl)
+	p := Plan{DeadLetter: dl, Target: origin}
+	var reason string
+	var err error
+	switch p.Target {
+	case kafkax.TopicRaw:
+		p.Messages, reason, err = planRaw(dl, reg)
+	case kafkax.TopicNormalized:
+		p.Messages, reason, err = planNormalized(dl, reg)
+	default:
+		p.Target = kafkax.TopicRaw
+		p.Messages, p.EventIDs, reason, err = planBody(dl, reg)
+	}
+	if err != nil {
 		if r := provider.ReasonOf(err); r != "" {
 			reason = string(r)
 		}
-		p.Invalid, p.InvalidReason, p.Messages = err, reason, nil
+		p.Invalid, p.InvalidReason, p.Messages, p.EventIDs = err, reason, nil, nil
 		return p
 	}
-	body := dl.RecordBytes()
 	redriveHdr := kafka.Header{Key: kafkax.HeaderRedriveOf, Value: []byte(dl.ID)}
-	switch p.Target {
-	case kafkax.TopicRaw:
-		key := dl.Key
-		if key == "" {
-			// Unkeyed (a poller's event the adapter refused): the key
-			// the review names, checked below like any other.
-			if raw, err := envelope.ParseRaw(body); err == nil {
-				if ad, ok := reg.Get(raw.Provider); ok {
-					if ev, err := ad.Normalize(raw.Payload, raw.ReceivedAt); err == nil {
-						key = ev.Review.ID
-					}
+	for i := range p.Messages {
+		p.Messages[i].Headers = append(p.Messages[i].Headers, redriveHdr)
+	}
+	if origin != "" {
+		// One record, sent as it was: its own event id.
+		p.EventIDs = []string{envelope.Header(p.Messages[0], kafkax.HeaderEventID)}
+	}
+	return p
+}
+
+// planRaw plans a raw envelope: back to reviews.raw.v1 untouched, with its
+// key and headers, if the processor's own rule takes it now. On an error,
+// reason is the one the processor would dead-letter it with.
+func planRaw(dl envelope.DeadLetter, reg *provider.Registry) (msgs []kafka.Message, reason string, err error) {
+	body := dl.RecordBytes()
+	key := dl.Key
+	if key == "" {
+		// Unkeyed (a poller's event the adapter refused): the key the
+		// review names, checked below like any other.
+		if raw, err := envelope.ParseRaw(body); err == nil {
+			if ad, ok := reg.Get(raw.Provider); ok {
+				if ev, err := ad.Normalize(raw.Payload, raw.ReceivedAt); err == nil {
+					key = ev.Review.ID
 				}
 			}
 		}
-		// The processor's own rule, so redrive sends only what it takes.
-		n := reg.NormalizeRecord([]byte(key), body, dl.FailedAt)
-		if n.Err != nil {
-			return fail(string(n.Reason), n.Err)
-		}
-		raw := n.Raw
-		hdrs := headersOf(dl.Headers)
-		setDefaultHeader(&hdrs, kafkax.HeaderEventID, raw.EventID)
-		setDefaultHeader(&hdrs, kafkax.HeaderSource, string(raw.Source))
-		setDefaultHeader(&hdrs, kafkax.HeaderAccepted, raw.ReceivedAt.UTC().Format(time.RFC3339Nano))
-		p.Messages = []kafka.Message{{Key: []byte(key), Value: body, Headers: append(hdrs, redriveHdr)}}
-		p.EventIDs = []string{envelope.Header(p.Messages[0], kafkax.HeaderEventID)}
-	case kafkax.TopicNormalized:
-		var ev review.Event
-		if err := json.Unmarshal(body, &ev); err != nil {
-			return fail(string(provider.ReasonNotJSON), fmt.Errorf("not a normalized event: %v", err))
-		}
-		if err := validateEvent(ev, reg); err != nil {
-			return fail(string(provider.ReasonInvalidField), err)
-		}
-		key := dl.Key
-		if key == "" {
-			key = ev.Review.ID
-		}
-		if key != ev.Review.ID {
-			return fail("key_mismatch", fmt.Errorf("record key %q is not the review id %q", key, ev.Review.ID))
-		}
-		p.Messages = []kafka.Message{{Key: []byte(key), Value: body, Headers: append(headersOf(dl.Headers), redriveHdr)}}
-		p.EventIDs = []string{envelope.Header(p.Messages[0], kafkax.HeaderEventID)}
-	default:
-		p.Target = kafkax.TopicRaw
-		name := dl.Provider
-		if name == "" {
-			name, _, _ = strings.Cut(dl.Key, ":")
-		}
-		delivery := dl.Headers["webhook-id"]
-		if delivery == "" {
-			delivery = dl.ID
-		}
-		src := envelope.SourceWebhook
-		if dl.Stage == envelope.StagePoller {
-			src = envelope.SourcePoll
-		}
-		d, err := reg.SplitDelivery(name, delivery, src, body, dl.FailedAt)
-		if err != nil {
-			return fail(string(provider.ReasonUnknownShape), err)
-		}
-		for i := range d.Messages {
-			d.Messages[i].Headers = append(d.Messages[i].Headers, redriveHdr)
-		}
-		p.Messages, p.EventIDs = d.Messages, d.EventIDs
 	}
-	return p
+	// The processor's own rule, so redrive sends only what it takes.
+	n := reg.NormalizeRecord([]byte(key), body, dl.FailedAt)
+	if n.Err != nil {
+		return nil, string(n.Reason), n.Err
+	}
+	hdrs := headersOf(dl.Headers)
+	setDefaultHeader(&hdrs, kafkax.HeaderEventID, n.Raw.EventID)
+	setDefaultHeader(&hdrs, kafkax.HeaderSource, string(n.Raw.Source))
+	setDefaultHeader(&hdrs, kafkax.HeaderAccepted, n.Raw.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	return []kafka.Message{{Key: []byte(key), Value: body, Headers: hdrs}}, "", nil
+}
+
+// planNormalized plans a normalized event: back to reviews.normalized.v1
+// untouched, keyed by its review id, if the model's check passes now.
+func planNormalized(dl envelope.DeadLetter, reg *provider.Registry) (msgs []kafka.Message, reason string, err error) {
+	body := dl.RecordBytes()
+	var ev review.Event
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, string(provider.ReasonNotJSON), fmt.Errorf("not a normalized event: %v", err)
+	}
+	if err := validateEvent(ev, reg); err != nil {
+		return nil, string(provider.ReasonInvalidField), err
+	}
+	key := dl.Key
+	if key == "" {
+		key = ev.Review.ID
+	}
+	if key != ev.Review.ID {
+		return nil, "key_mismatch", fmt.Errorf("record key %q is not the review id %q", key, ev.Review.ID)
+	}
+	return []kafka.Message{{Key: []byte(key), Value: body, Headers: headersOf(dl.Headers)}}, "", nil
+}
+
+// planBody plans a provider body: split by the provider's adapter into the
+// raw envelopes the receiver (or poller) would have written.
+func planBody(dl envelope.DeadLetter, reg *provider.Registry) (msgs []kafka.Message, eventIDs []string, reason string, err error) {
+	name := dl.Provider
+	if name == "" {
+		name, _, _ = strings.Cut(dl.Key, ":")
+	}
+	delivery := dl.Headers["webhook-id"]
+	if delivery == "" {
+		delivery = dl.ID
+	}
+	src := envelope.SourceWebhook
+	if dl.Stage == envelope.StagePoller {
+		src = envelope.SourcePoll
+	}
+	d, err := reg.SplitDelivery(name, delivery, src, dl.RecordBytes(), dl.FailedAt)
+	if err != nil {
+		return nil, nil, string(provider.ReasonUnknownShape), err
+	}
+	return d.Messages, d.EventIDs, "", nil
 }
 
 // validateEvent checks a normalized event with the model's one check
