@@ -12,6 +12,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/store"
 )
 
 func TestBackfill(t *testing.T) {
@@ -60,8 +61,8 @@ func TestBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res struct {
-		Jobs         []backfillJob `json:"jobs"`
-		TableMissing bool          `json:"table_missing"`
+		Jobs         []store.BackfillJob `json:"jobs"`
+		TableMissing bool                `json:"table_missing"`
 	}
 	if r := runJSON(t, &res, "backfill", "status", "--json"); r.code != ExitOK || res.TableMissing || len(res.Jobs) != 0 {
 		t.Fatalf("backfill status of no jobs: exit %d, %+v", r.code, res)
@@ -115,10 +116,10 @@ func TestBackfillThroughPoller(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
 		var res struct {
-			Jobs []backfillJob `json:"jobs"`
+			Jobs []store.BackfillJob `json:"jobs"`
 		}
 		var out, errb bytes.Buffer
-		if code := Run(context.Background(), []string{"backfill", "status", "--json"}, &out, &errb); code != ExitOK {
+		if code := newApp(&out, &errb).Run(context.Background(), []string{"backfill", "status", "--json"}); code != ExitOK {
 			return fmt.Errorf("backfill status: exit %d: %s", code, errb.String())
 		}
 		if err := json.Unmarshal(out.Bytes(), &res); err != nil {

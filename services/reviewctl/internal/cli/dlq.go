@@ -3,28 +3,19 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/segmentio/kafka-go"
-
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/deadletters"
 )
-
-func init() {
-	register("dlq", "dead letters: list, show ID, redrive [--dry-run] (reviews.dlq.v1)", runDLQ)
-}
 
 const dlqUsage = `usage: reviewctl dlq <list|show|redrive> [flags]
 
@@ -40,172 +31,32 @@ const dlqUsage = `usage: reviewctl dlq <list|show|redrive> [flags]
 Run reviewctl dlq <command> -h for a command's flags.
 `
 
-func runDLQ(ctx context.Context, args []string, o IO) int {
+// dlq dispatches `dlq list|show|redrive`.
+func (c *cmd) dlq(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		io.WriteString(o.Err, dlqUsage)
+		io.WriteString(c.Err, dlqUsage)
 		return ExitError
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
-		io.WriteString(o.Err, dlqUsage)
+		io.WriteString(c.Err, dlqUsage)
 		return ExitOK
 	case "list":
-		return runDLQList(ctx, args[1:], o)
+		return c.dlqList(ctx, args[1:])
 	case "show":
-		return runDLQShow(ctx, args[1:], o)
+		return c.dlqShow(ctx, args[1:])
 	case "redrive":
-		return runDLQRedrive(ctx, args[1:], o)
+		return c.dlqRedrive(ctx, args[1:])
 	}
-	io.WriteString(o.Err, dlqUsage)
-	return o.Errorf("unknown dlq command %q", args[0])
+	io.WriteString(c.Err, dlqUsage)
+	return c.errorf("unknown dlq command %q", args[0])
 }
 
-// deadLetter is one record of reviews.dlq.v1 with where it sits. Bad is set
-// when the value is not a dead letter at all.
-type deadLetter struct {
-	envelope.DeadLetter
-	Partition int
-	Offset    int64
-	Bad       error
-}
-
-// readDeadLetters reads reviews.dlq.v1 from its first offsets up to the end
-// offsets of the moment of the call, sorted by failure time.
-func readDeadLetters(ctx context.Context, s settings, o IO) ([]deadLetter, error) {
-	lc := newLogClient(s.Brokers, s.topic(kafkax.TopicDLQ))
-	ss, err := lc.snapshot(ctx, time.Time{}, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	prog := startProgress(o.Err, "reading dead letters", "records", ss.Records())
-	var (
-		mu  sync.Mutex
-		out []deadLetter
-	)
-	err = lc.scan(ctx, ss, scanConfig{}, func(m *kafka.Message) error {
-		d := deadLetter{Partition: m.Partition, Offset: m.Offset}
-		if err := json.Unmarshal(m.Value, &d.DeadLetter); err != nil {
-			d.Bad = fmt.Errorf("not a dead letter: %v", err)
-		} else if d.ID == "" || d.Stage == "" {
-			d.Bad = errors.New("not a dead letter: no id or stage")
-		}
-		if d.Key == "" {
-			d.Key = string(m.Key)
-		}
-		mu.Lock()
-		out = append(out, d)
-		mu.Unlock()
-		prog.Add(1)
-		return nil
-	})
-	prog.Done()
-	if err != nil {
-		return nil, err
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].FailedAt.Equal(out[j].FailedAt) {
-			return out[i].FailedAt.Before(out[j].FailedAt)
-		}
-		if out[i].Partition != out[j].Partition {
-			return out[i].Partition < out[j].Partition
-		}
-		return out[i].Offset < out[j].Offset
-	})
-	return out, nil
-}
-
-// dlqFilter selects dead letters by the list and redrive flags.
-type dlqFilter struct {
-	reasons, stages, providers, ids []string
-	since                           timeFlag
-}
-
-func (f *dlqFilter) match(d deadLetter) bool {
-	if d.Bad != nil {
-		return len(f.reasons) == 0 && len(f.stages) == 0 && len(f.providers) == 0 && len(f.ids) == 0 && !f.since.set
-	}
-	return (len(f.reasons) == 0 || slices.Contains(f.reasons, d.Reason)) &&
-		(len(f.stages) == 0 || slices.Contains(f.stages, string(d.Stage))) &&
-		(len(f.providers) == 0 || slices.Contains(f.providers, d.Provider)) &&
-		(len(f.ids) == 0 || slices.Contains(f.ids, d.ID)) &&
-		(!f.since.set || !d.FailedAt.Before(f.since.t))
-}
-
-// redriveInfo is a row of dlq_redrives.
-type redriveInfo struct {
-	At      time.Time `json:"redriven_at"`
-	Topic   string    `json:"target_topic"`
-	Records int       `json:"records"`
-	By      string    `json:"redriven_by"`
-}
-
-// loadRedrives returns the ledger rows of the given dead-letter ids.
-func loadRedrives(ctx context.Context, db *pgxpool.Pool, ids []string) (map[string]redriveInfo, error) {
-	rows, err := db.Query(ctx, `SELECT dlq_id, redriven_at, target_topic, records, redriven_by
-		FROM dlq_redrives WHERE dlq_id = ANY($1)`, ids)
-	if err != nil {
-		if isUndefinedTable(err) {
-			return nil, missingTableErr("dlq_redrives", "0030_dlq_redrives.sql")
-		}
-		return nil, fmt.Errorf("read dlq_redrives: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[string]redriveInfo)
-	for rows.Next() {
-		var id string
-		var r redriveInfo
-		if err := rows.Scan(&id, &r.At, &r.Topic, &r.Records, &r.By); err != nil {
-			return nil, fmt.Errorf("read dlq_redrives: %w", err)
-		}
-		out[id] = r
-	}
-	return out, rows.Err()
-}
-
-// dlqListItem is one dead letter in `dlq list --json`: the dead letter
-// without its record (see `dlq show`), where it sits, and its redrive.
-type dlqListItem struct {
-	ID             string            `json:"id"`
-	Stage          envelope.Stage    `json:"stage"`
-	Reason         string            `json:"reason"`
-	Error          string            `json:"error"`
-	FailedAt       time.Time         `json:"failed_at"`
-	Provider       string            `json:"provider,omitempty"`
-	Topic          string            `json:"topic,omitempty"`
-	Partition      *int              `json:"partition,omitempty"`
-	Offset         *int64            `json:"offset,omitempty"`
-	Key            string            `json:"key,omitempty"`
-	RecordEncoding string            `json:"record_encoding"`
-	RecordBytes    int               `json:"record_bytes"`
-	Headers        map[string]string `json:"headers,omitempty"`
-	DLQPartition   int               `json:"dlq_partition"`
-	DLQOffset      int64             `json:"dlq_offset"`
-	Redriven       *redriveInfo      `json:"redriven,omitempty"`
-	// FailedAgain is set when this record failed after its redrive.
-	FailedAgain bool   `json:"failed_again,omitempty"`
-	Unreadable  string `json:"unreadable,omitempty"`
-}
-
-func listItem(d deadLetter, led map[string]redriveInfo) dlqListItem {
-	it := dlqListItem{
-		ID: d.ID, Stage: d.Stage, Reason: d.Reason, Error: d.Error, FailedAt: d.FailedAt, Provider: d.Provider,
-		Topic: d.Topic, Partition: d.DeadLetter.Partition, Offset: d.DeadLetter.Offset, Key: d.Key,
-		RecordEncoding: d.RecordEncoding, RecordBytes: len(d.RecordBytes()), Headers: d.Headers,
-		DLQPartition: d.Partition, DLQOffset: d.Offset,
-	}
-	if d.Bad != nil {
-		it.Unreadable = d.Bad.Error()
-	}
-	if r, ok := led[d.ID]; ok {
-		it.Redriven = &r
-		it.FailedAgain = d.FailedAt.After(r.At)
-	}
-	return it
-}
-
-func dlqFilterFlags(fs *flag.FlagSet, f *dlqFilter) {
+// dlqFilterFlags defines the flags that select dead letters; since is
+// copied into f.Since after parsing.
+func dlqFilterFlags(fs *flag.FlagSet, f *deadletters.Filter, since *timeFlag) {
 	fs.Func("reason", "only dead letters with this reason (comma-separated list)", func(s string) error {
-		f.reasons = append(f.reasons, splitList(s)...)
+		f.Reasons = append(f.Reasons, splitList(s)...)
 		return nil
 	})
 	fs.Func("stage", "only dead letters of this stage: receiver, poller, processor, sink (comma-separated list)", func(s string) error {
@@ -215,60 +66,99 @@ func dlqFilterFlags(fs *flag.FlagSet, f *dlqFilter) {
 			default:
 				return fmt.Errorf("unknown stage %q (receiver, poller, processor, sink)", st)
 			}
-			f.stages = append(f.stages, st)
+			f.Stages = append(f.Stages, st)
 		}
 		return nil
 	})
 	fs.Func("provider", "only dead letters of this provider (comma-separated list)", func(s string) error {
-		f.providers = append(f.providers, splitList(s)...)
+		f.Providers = append(f.Providers, splitList(s)...)
 		return nil
 	})
-	fs.Var(&f.since, "since", "only dead letters that failed at or after this time: "+timeHelp)
+	fs.Var(since, "since", "only dead letters that failed at or after this time: "+timeHelp)
 }
 
-func runDLQList(ctx context.Context, args []string, o IO) int {
-	fs := newFlags("dlq list", "dlq list [--reason R] [--stage S] [--provider P] [--since T] [--json]", o)
-	var f dlqFilter
-	dlqFilterFlags(fs, &f)
+// readDeadLetters reads the settings and every dead letter of
+// reviews.dlq.v1, oldest first. On a failure it prints the error and
+// returns false.
+func (c *cmd) readDeadLetters(ctx context.Context) (settings, []deadletters.DeadLetter, bool) {
+	s, err := c.settings()
+	if err != nil {
+		c.errorf("%v", err)
+		return s, nil, false
+	}
+	all, err := deadletters.Read(ctx, s.log(kafkax.TopicDLQ), c.progress())
+	if err != nil {
+		c.errorf("read %s: %v", s.topic(kafkax.TopicDLQ), err)
+		return s, nil, false
+	}
+	return s, all, true
+}
+
+// ledger reads dlq_redrives for ids; it returns an empty map when there is
+// nothing to look up.
+func ledger(ctx context.Context, s settings, ids []string) (map[string]deadletters.Redrive, error) {
+	if len(ids) == 0 {
+		return map[string]deadletters.Redrive{}, nil
+	}
+	db, err := s.openDB(ctx)
+	if err != nil {
+		return map[string]deadletters.Redrive{}, err
+	}
+	defer db.Close()
+	led, err := db.Ledger().Redrives(ctx, ids)
+	if err != nil {
+		return map[string]deadletters.Redrive{}, err
+	}
+	return led, nil
+}
+
+// dlqList lists the dead letters a filter selects, with their redrives.
+func (c *cmd) dlqList(ctx context.Context, args []string) int {
+	fs := c.newFlags("dlq list", "dlq list [--reason R] [--stage S] [--provider P] [--since T] [--json]")
+	var f deadletters.Filter
+	since := timeFlag{now: c.Now}
+	dlqFilterFlags(fs, &f, &since)
 	asJSON := fs.Bool("json", false, "machine-readable output")
-	if code := parseArgs(fs, args, o); code >= 0 {
+	if code := c.parseArgs(fs, args); code >= 0 {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return o.Errorf("dlq list takes no arguments, got %q", fs.Args())
+		return c.errorf("dlq list takes no arguments, got %q", fs.Args())
 	}
-	s, err := loadSettings(o)
-	if err != nil {
-		return o.Errorf("%v", err)
+	f.Since = since.ptr()
+	s, all, ok := c.readDeadLetters(ctx)
+	if !ok {
+		return ExitError
 	}
-	all, err := readDeadLetters(ctx, s, o)
-	if err != nil {
-		return o.Errorf("read %s: %v", s.topic(kafkax.TopicDLQ), err)
-	}
-	var sel []deadLetter
+	var sel []deadletters.DeadLetter
 	ids := []string{}
 	for _, d := range all {
-		if f.match(d) {
+		if f.Match(d) {
 			sel = append(sel, d)
 			ids = append(ids, d.ID)
 		}
 	}
 	led, ledErr := ledger(ctx, s, ids)
 	if ledErr != nil {
-		fmt.Fprintf(o.Err, "reviewctl: redrive status unknown: %v\n", ledErr)
+		fmt.Fprintf(c.Err, "reviewctl: redrive status unknown: %v\n", ledErr)
 	}
-	items := make([]dlqListItem, len(sel))
+	items := make([]deadletters.ListItem, len(sel))
 	for i, d := range sel {
-		items[i] = listItem(d, led)
+		items[i] = deadletters.ItemOf(d, led)
 	}
 	if *asJSON {
-		return writeJSON(o, map[string]any{"topic": s.topic(kafkax.TopicDLQ), "count": len(items), "dead_letters": items})
+		return c.writeJSON(map[string]any{"topic": s.topic(kafkax.TopicDLQ), "count": len(items), "dead_letters": items})
 	}
+	printDLQList(c.Out, items, len(all), s.topic(kafkax.TopicDLQ))
+	return ExitOK
+}
+
+func printDLQList(w io.Writer, items []deadletters.ListItem, total int, topic string) {
 	if len(items) == 0 {
-		fmt.Fprintf(o.Out, "no dead letters match (%d on %s)\n", len(all), s.topic(kafkax.TopicDLQ))
-		return ExitOK
+		fmt.Fprintf(w, "no dead letters match (%d on %s)\n", total, topic)
+		return
 	}
-	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFAILED AT\tSTAGE\tREASON\tPROVIDER\tKEY\tREDRIVEN\tERROR")
 	redriven := 0
 	for _, it := range items {
@@ -288,30 +178,12 @@ func runDLQList(ctx context.Context, args []string, o IO) int {
 			dash(it.Provider), dash(it.Key), st, shorten(it.Error, 80))
 	}
 	tw.Flush()
-	fmt.Fprintf(o.Out, "%d dead letters shown (%d on %s), %d of them redriven\n", len(items), len(all), s.topic(kafkax.TopicDLQ), redriven)
-	return ExitOK
+	fmt.Fprintf(w, "%d dead letters shown (%d on %s), %d of them redriven\n", len(items), total, topic, redriven)
 }
 
-// ledger reads dlq_redrives for ids; it returns an empty map when there is
-// nothing to look up.
-func ledger(ctx context.Context, s settings, ids []string) (map[string]redriveInfo, error) {
-	if len(ids) == 0 {
-		return map[string]redriveInfo{}, nil
-	}
-	db, err := s.openDB(ctx)
-	if err != nil {
-		return map[string]redriveInfo{}, err
-	}
-	defer db.Close()
-	led, err := loadRedrives(ctx, db, ids)
-	if err != nil {
-		return map[string]redriveInfo{}, err
-	}
-	return led, nil
-}
-
-func runDLQShow(ctx context.Context, args []string, o IO) int {
-	fs := newFlags("dlq show", "dlq show ID [--json | --raw]", o)
+// dlqShow shows one dead letter (its latest occurrence) with its record.
+func (c *cmd) dlqShow(ctx context.Context, args []string) int {
+	fs := c.newFlags("dlq show", "dlq show ID [--json | --raw]")
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	raw := fs.Bool("raw", false, "write the failed record's original bytes, exactly, to stdout (nothing else)")
 	// Accept the id before or after the flags.
@@ -319,58 +191,67 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		id, args = args[0], args[1:]
 	}
-	if code := parseArgs(fs, args, o); code >= 0 {
+	if code := c.parseArgs(fs, args); code >= 0 {
 		return code
 	}
 	if id == "" && fs.NArg() == 1 {
 		id = fs.Arg(0)
 	} else if fs.NArg() > 0 || id == "" {
-		return o.Errorf("dlq show takes exactly one dead-letter id (see `reviewctl dlq list`, or `reviewctl dlq show -h`)")
+		return c.errorf("dlq show takes exactly one dead-letter id (see `reviewctl dlq list`, or `reviewctl dlq show -h`)")
 	}
-	s, err := loadSettings(o)
-	if err != nil {
-		return o.Errorf("%v", err)
+	s, all, ok := c.readDeadLetters(ctx)
+	if !ok {
+		return ExitError
 	}
-	all, err := readDeadLetters(ctx, s, o)
-	if err != nil {
-		return o.Errorf("read %s: %v", s.topic(kafkax.TopicDLQ), err)
-	}
-	var found []deadLetter
+	var found []deadletters.DeadLetter
 	for _, d := range all {
 		if d.ID == id {
 			found = append(found, d)
 		}
 	}
 	if len(found) == 0 {
-		return o.Errorf("no dead letter %s on %s (%d dead letters there)", id, s.topic(kafkax.TopicDLQ), len(all))
+		return c.errorf("no dead letter %s on %s (%d dead letters there)", id, s.topic(kafkax.TopicDLQ), len(all))
 	}
 	led, ledErr := ledger(ctx, s, []string{id})
 	if ledErr != nil {
-		fmt.Fprintf(o.Err, "reviewctl: redrive status unknown: %v\n", ledErr)
+		fmt.Fprintf(c.Err, "reviewctl: redrive status unknown: %v\n", ledErr)
 	}
 	d := found[len(found)-1]
-	if *raw {
-		if d.RecordTruncated {
-			fmt.Fprintf(o.Err, "reviewctl: dead letter %s kept only the first %d of the record's %d bytes\n",
-				d.ID, len(d.RecordBytes()), d.RecordSize)
-		}
-		if _, err := o.Out.Write(d.RecordBytes()); err != nil {
-			return o.Errorf("write the record: %v", err)
-		}
-		return ExitOK
-	}
-	it := listItem(d, led)
-	if *asJSON {
-		return writeJSON(o, struct {
+	switch {
+	case *raw:
+		return c.writeRecord(d)
+	case *asJSON:
+		it := deadletters.ItemOf(d, led)
+		return c.writeJSON(struct {
 			envelope.DeadLetter
-			DLQPartition int          `json:"dlq_partition"`
-			DLQOffset    int64        `json:"dlq_offset"`
-			Occurrences  int          `json:"occurrences"`
-			Redriven     *redriveInfo `json:"redriven,omitempty"`
-			FailedAgain  bool         `json:"failed_again,omitempty"`
+			DLQPartition int                  `json:"dlq_partition"`
+			DLQOffset    int64                `json:"dlq_offset"`
+			Occurrences  int                  `json:"occurrences"`
+			Redriven     *deadletters.Redrive `json:"redriven,omitempty"`
+			FailedAgain  bool                 `json:"failed_again,omitempty"`
 		}{d.DeadLetter, d.Partition, d.Offset, len(found), it.Redriven, it.FailedAgain})
 	}
-	w := o.Out
+	printDeadLetter(c.Out, d, deadletters.ItemOf(d, led), len(found), s.topic(kafkax.TopicDLQ))
+	printRecord(c.Out, d)
+	return ExitOK
+}
+
+// writeRecord writes the failed record's original bytes, exactly, to
+// stdout (`dlq show --raw`).
+func (c *cmd) writeRecord(d deadletters.DeadLetter) int {
+	if d.RecordTruncated {
+		fmt.Fprintf(c.Err, "reviewctl: dead letter %s kept only the first %d of the record's %d bytes\n",
+			d.ID, len(d.RecordBytes()), d.RecordSize)
+	}
+	if _, err := c.Out.Write(d.RecordBytes()); err != nil {
+		return c.errorf("write the record: %v", err)
+	}
+	return ExitOK
+}
+
+// printDeadLetter prints a dead letter's fields, where it sits and its
+// redrive; occurrences counts the dead letters of its id.
+func printDeadLetter(w io.Writer, d deadletters.DeadLetter, it deadletters.ListItem, occurrences int, dlqTopic string) {
 	fmt.Fprintf(w, "id:         %s\n", d.ID)
 	fmt.Fprintf(w, "stage:      %s\n", d.Stage)
 	fmt.Fprintf(w, "reason:     %s\n", d.Reason)
@@ -385,9 +266,9 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 		}
 		fmt.Fprintf(w, "from:       %s\n", loc)
 	}
-	fmt.Fprintf(w, "dead letter: %s partition %d offset %d", s.topic(kafkax.TopicDLQ), d.Partition, d.Offset)
-	if len(found) > 1 {
-		fmt.Fprintf(w, " (%d occurrences, latest shown)", len(found))
+	fmt.Fprintf(w, "dead letter: %s partition %d offset %d", dlqTopic, d.Partition, d.Offset)
+	if occurrences > 1 {
+		fmt.Fprintf(w, " (%d occurrences, latest shown)", occurrences)
 	}
 	fmt.Fprintln(w)
 	if it.Redriven != nil {
@@ -410,6 +291,11 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 			fmt.Fprintf(w, "  %s: %s\n", k, d.Headers[k])
 		}
 	}
+}
+
+// printRecord prints the failed record: indented when it is JSON, quoted
+// (and cut at 4 KiB) when it was kept as base64, else as it is.
+func printRecord(w io.Writer, d deadletters.DeadLetter) {
 	fmt.Fprintf(w, "record (%s, %d bytes", d.RecordEncoding, len(d.RecordBytes()))
 	if d.RecordTruncated {
 		fmt.Fprintf(w, " of %d, cut", d.RecordSize)
@@ -422,7 +308,7 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 		var v any
 		if json.Unmarshal(d.Record, &v) == nil && enc.Encode(v) == nil {
 			io.WriteString(w, buf.String())
-			return ExitOK
+			return
 		}
 	}
 	b := d.RecordBytes()
@@ -434,34 +320,7 @@ func runDLQShow(ctx context.Context, args []string, o IO) int {
 		} else {
 			fmt.Fprintln(w, strconv.Quote(string(b)))
 		}
-		return ExitOK
+		return
 	}
 	fmt.Fprintf(w, "%s\n", b)
-	return ExitOK
-}
-
-func writeJSON(o IO, v any) int {
-	enc := json.NewEncoder(o.Out)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return o.Errorf("write output: %v", err)
-	}
-	return ExitOK
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// shorten keeps s on one line and at most n runes.
-func shorten(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/deadletters"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/testlog"
 )
 
 // buggyGeneric is the generic adapter with a bug: it refuses any payload
@@ -36,12 +38,6 @@ func (g buggyGeneric) Normalize(p []byte, at time.Time) (review.Event, error) {
 	return g.Generic.Normalize(p, at)
 }
 
-func withAdapters(t *testing.T, reg func() *provider.Registry) {
-	old := adapters
-	adapters = reg
-	t.Cleanup(func() { adapters = old })
-}
-
 func TestDLQListShowRedrive(t *testing.T) {
 	st := newStack(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -54,12 +50,12 @@ func TestDLQListShowRedrive(t *testing.T) {
 		"generic:webhook:msg_bad", []byte("{oops"), now)
 	notJSON.Provider, notJSON.Headers = "generic", map[string]string{"webhook-id": "msg_bad"}
 	// 2. a webhook body the receiver's adapter refused then; valid today.
-	body := genericPayload("dl-2", 1, false, "needs-fix: fine today")
+	body := testlog.GenericPayload("dl-2", 1, false, "needs-fix: fine today")
 	refused := envelope.NewDeadLetter(envelope.StageReceiver, "unknown_shape", errors.New("unknown_shape: old adapter"),
 		"generic:webhook:msg_2", body, now)
 	refused.Provider, refused.Headers = "generic", map[string]string{"webhook-id": "msg_2"}
 	// 3. a raw record the processor refused then; valid today.
-	rawOK := rawMessage("dl-3", 2, false, "needs-fix: processor fixed", "evt_dl3")
+	rawOK := testlog.RawMessage("dl-3", 2, false, "needs-fix: processor fixed", "evt_dl3")
 	procFixed := envelope.NewDeadLetter(envelope.StageProcessor, "invalid_field", errors.New("invalid_field: old adapter"),
 		string(rawOK.Key), rawOK.Value, now)
 	procFixed.Provider, procFixed.Topic, procFixed.Partition, procFixed.Offset = "generic", rawTopic, &part, &off
@@ -68,7 +64,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 		procFixed.Headers[h.Key] = string(h.Value)
 	}
 	// 4. a raw record that is still invalid (version 0).
-	rawBad := rawMessage("dl-4", 1, false, "x", "evt_dl4")
+	rawBad := testlog.RawMessage("dl-4", 1, false, "x", "evt_dl4")
 	rawBad.Value = bytes.Replace(rawBad.Value, []byte(`"version":1`), []byte(`"version":0`), 1)
 	procBad := envelope.NewDeadLetter(envelope.StageProcessor, "invalid_field", errors.New("invalid_field: data.version"),
 		string(rawBad.Key), rawBad.Value, now)
@@ -77,7 +73,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 	// since relaxed); valid.
 	rating := 80
 	ev := review.Event{Op: review.OpUpsert, Review: review.Review{ID: "generic:dl-5", Provider: "generic", ExternalID: "dl-5",
-		MovieID: "tt0111161", Author: "a", Rating: &rating, Version: 3, SourceUpdatedAt: t0, IngestedAt: t0}}
+		MovieID: "tt0111161", Author: "a", Rating: &rating, Version: 3, SourceUpdatedAt: testlog.T0, IngestedAt: testlog.T0}}
 	evBytes, _ := ev.Marshal()
 	sinkFail := envelope.NewDeadLetter(envelope.StageSink, "constraint", errors.New("check constraint"), ev.Review.ID, evBytes, now)
 	sinkFail.Provider, sinkFail.Topic = "generic", st.Topic(kafkax.TopicNormalized)
@@ -95,8 +91,8 @@ func TestDLQListShowRedrive(t *testing.T) {
 
 	// list and show
 	var list struct {
-		Count       int           `json:"count"`
-		DeadLetters []dlqListItem `json:"dead_letters"`
+		Count       int                    `json:"count"`
+		DeadLetters []deadletters.ListItem `json:"dead_letters"`
 	}
 	if r := runJSON(t, &list, "dlq", "list", "--json"); r.code != ExitOK || list.Count != 6 {
 		t.Fatalf("dlq list: exit %d, %d dead letters, want 0 and 6", r.code, list.Count)
@@ -120,13 +116,14 @@ func TestDLQListShowRedrive(t *testing.T) {
 	}
 
 	rawBefore, normBefore := endOffsets(t, st, kafkax.TopicRaw), endOffsets(t, st, kafkax.TopicNormalized)
-	var rep redriveReport
+	var rep deadletters.Report
 	// The bug is not fixed yet: only the sink's dead letter would go.
-	withAdapters(t, func() *provider.Registry { return provider.NewRegistry(buggyGeneric{}) })
-	if r := runJSON(t, &rep, "dlq", "redrive", "--dry-run", "--json"); r.code != ExitDrift || len(rep.Redriven) != 1 || len(rep.Invalid) != 4 {
+	buggy := newApp(nil, nil)
+	buggy.Providers = func() *provider.Registry { return provider.NewRegistry(buggyGeneric{}) }
+	if r := runAppJSON(t, buggy, &rep, "dlq", "redrive", "--dry-run", "--json"); r.code != ExitDrift || len(rep.Redriven) != 1 || len(rep.Invalid) != 4 {
 		t.Fatalf("redrive --dry-run with the bug: exit %d, %d would go, %d invalid; want 1, 1, 4", r.code, len(rep.Redriven), len(rep.Invalid))
 	}
-	adapters = provider.Default // the cause is fixed
+	// The cause is fixed: the commands below run with provider.Default.
 
 	r = run(t, "dlq", "redrive", "--dry-run")
 	if r.code != ExitDrift || strings.Count(r.stdout, "\nwould redrive ")+1 != 3 || strings.Count(r.stdout, "\nstill invalid ") != 2 {
@@ -225,20 +222,20 @@ func TestDLQUsage(t *testing.T) {
 	for _, args := range [][]string{{"dlq", "-h"}, {"dlq", "list", "-h"}, {"dlq", "show", "-h"}, {"dlq", "redrive", "-h"},
 		{"replay", "-h"}, {"backfill", "-h"}, {"backfill", "status", "-h"}} {
 		var out, errb bytes.Buffer
-		if code := Run(context.Background(), args, &out, &errb); code != ExitOK || !strings.Contains(errb.String(), "usage: reviewctl") {
+		if code := newApp(&out, &errb).Run(context.Background(), args); code != ExitOK || !strings.Contains(errb.String(), "usage: reviewctl") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
 		}
 	}
 	for _, args := range [][]string{{"dlq", "redrive", "--rate", "fast"}, {"dlq", "list", "--bogus"}, {"reconcile", "--since", "yesterday"},
 		{"replay", "--from", "x"}, {"backfill", "status", "--limit", "many"}, {"dlq", "show"}} {
 		var out, errb bytes.Buffer
-		if code := Run(context.Background(), args, &out, &errb); code != ExitError || strings.Count(errb.String(), "\n") != 1 ||
+		if code := newApp(&out, &errb).Run(context.Background(), args); code != ExitError || strings.Count(errb.String(), "\n") != 1 ||
 			!strings.HasPrefix(errb.String(), "reviewctl: ") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, errb.String())
 		}
 	}
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), []string{"replay"}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "--from") {
+	if code := newApp(&out, &errb).Run(context.Background(), []string{"replay"}); code != ExitError || !strings.Contains(errb.String(), "--from") {
 		t.Errorf("replay without --from: exit %d, %q", code, errb.String())
 	}
 }

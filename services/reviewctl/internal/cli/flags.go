@@ -10,12 +10,12 @@ import (
 // stderr ("reviewctl <command>: <what>; see -h") rather than the flag
 // package's error followed by the whole usage; -h prints the usage. It
 // returns ExitOK for -h, ExitError for a bad flag, -1 to go on.
-func parseArgs(fs *flag.FlagSet, args []string, o IO) int {
+func (c *cmd) parseArgs(fs *flag.FlagSet, args []string) int {
 	usage := fs.Usage
 	fs.Usage = func() {} // the flag package calls it on every error
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
-	fs.SetOutput(o.Err)
+	fs.SetOutput(c.Err)
 	fs.Usage = usage
 	switch {
 	case err == nil:
@@ -24,5 +24,5 @@ func parseArgs(fs *flag.FlagSet, args []string, o IO) int {
 		fs.Usage()
 		return ExitOK
 	}
-	return o.Errorf("%s: %v (see reviewctl %s -h)", fs.Name(), err, fs.Name())
+	return c.errorf("%s: %v (see reviewctl %s -h)", fs.Name(), err, fs.Name())
 }

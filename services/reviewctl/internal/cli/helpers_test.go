@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -14,11 +14,11 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
-	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/kafkalog"
 )
 
 // newStack gives the test its own topics and database and points the
@@ -38,13 +38,26 @@ type cliResult struct {
 	stdout, stderr string
 }
 
+// newApp is reviewctl as the binary builds it, writing to out and errb.
+func newApp(out, errb io.Writer) App {
+	return App{Out: out, Err: errb, Providers: provider.Default}
+}
+
 // run runs reviewctl in-process, as a user would from a shell.
 func run(t *testing.T, args ...string) cliResult {
+	t.Helper()
+	return runApp(t, newApp(nil, nil), args...)
+}
+
+// runApp runs app in-process with the given arguments; its writers are
+// replaced by buffers.
+func runApp(t *testing.T, app App, args ...string) cliResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
-	code := Run(ctx, args, &out, &errb)
+	app.Out, app.Err = &out, &errb
+	code := app.Run(ctx, args)
 	t.Logf("reviewctl %s -> exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out.String(), errb.String())
 	return cliResult{code, out.String(), errb.String()}
 }
@@ -52,7 +65,13 @@ func run(t *testing.T, args ...string) cliResult {
 // runJSON runs reviewctl and decodes its stdout into v.
 func runJSON(t *testing.T, v any, args ...string) cliResult {
 	t.Helper()
-	r := run(t, args...)
+	return runAppJSON(t, newApp(nil, nil), v, args...)
+}
+
+// runAppJSON runs app and decodes its stdout into v.
+func runAppJSON(t *testing.T, app App, v any, args ...string) cliResult {
+	t.Helper()
+	r := runApp(t, app, args...)
 	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
 		t.Fatalf("reviewctl %s: stdout is not JSON: %v", strings.Join(args, " "), err)
 	}
@@ -81,14 +100,15 @@ func readAll(t *testing.T, st *testenv.Stack, topic kafkax.Topic) []kafka.Messag
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lc := newLogClient(st.Brokers, st.Topic(topic))
-	ss, err := lc.snapshot(ctx, time.Time{}, time.Time{})
+	lc := kafkalog.New(st.Brokers, st.Topic(topic))
+	lc.Parallel = 1
+	ss, err := lc.Snapshot(ctx, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	var out []kafka.Message
-	err = lc.scan(ctx, ss, scanConfig{Parallel: 1}, func(m *kafka.Message) error {
+	err = lc.Scan(ctx, ss, func(m *kafka.Message) error {
 		mu.Lock()
 		out = append(out, *m)
 		mu.Unlock()
@@ -106,7 +126,7 @@ func endOffsets(t *testing.T, st *testenv.Stack, topic kafkax.Topic) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ss, err := newLogClient(st.Brokers, st.Topic(topic)).snapshot(ctx, time.Time{}, time.Time{})
+	ss, err := kafkalog.New(st.Brokers, st.Topic(topic)).Snapshot(ctx, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,31 +185,9 @@ func tableHash(t *testing.T, db *pgxpool.Pool) string {
 	return h
 }
 
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// genericPayload is a generic provider event of review id at version v.
-func genericPayload(id string, v int64, deleted bool, body string) []byte {
-	typ := provider.GenericUpserted
-	if deleted {
-		typ = provider.GenericDeleted
-	}
-	d := provider.GenericData{
-		ReviewID: id, Version: v, UpdatedAt: t0.Add(time.Duration(v) * time.Minute).Format(time.RFC3339Nano),
-		Movie:  &provider.GenericMovie{ImdbID: "tt0111161", Title: "The Shawshank Redemption"},
-		Author: "critic " + id, Title: fmt.Sprintf("take %d", v), Body: body,
-		Rating: &provider.GenericRating{Value: float64(v % 5), Scale: 5}, Language: "en",
-	}
-	b, _ := json.Marshal(provider.GenericEvent{Type: typ, Data: d})
-	return b
-}
-
-// rawMessage is the reviews.raw.v1 record of a generic payload.
-func rawMessage(id string, v int64, deleted bool, body, eventID string) kafka.Message {
-	raw := envelope.Raw{EventID: eventID, Provider: "generic", Source: envelope.SourceWebhook,
-		ReceivedAt: t0, DeliveryID: "msg_" + eventID, Payload: genericPayload(id, v, deleted, body)}
-	m, err := raw.Message(id, t0)
-	if err != nil {
-		panic(err)
-	}
-	return m
+// normalizeRecord turns a raw record into its canonical event with the
+// processor's rule, as the sink would then get it.
+func normalizeRecord(reg *provider.Registry, m *kafka.Message, now time.Time) (review.Event, string, error) {
+	n := reg.NormalizeRecord(m.Key, m.Value, now)
+	return n.Event, string(n.Reason), n.Err
 }

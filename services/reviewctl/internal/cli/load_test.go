@@ -20,6 +20,8 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/reconcile"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/testlog"
 )
 
 // TestReconcileLoad measures reconcile on a generated log: it runs only
@@ -59,7 +61,7 @@ func TestReconcileLoad(t *testing.T) {
 	for v := 1; v <= versions; v++ {
 		for k := range keys {
 			del := v == versions && k%10 == 0 && versions > 1
-			chunk = append(chunk, rawMessage(fmt.Sprintf("load-%08d", k), int64(v), del, string(body), fmt.Sprintf("evt_%d_%d", k, v)))
+			chunk = append(chunk, testlog.RawMessage(fmt.Sprintf("load-%08d", k), int64(v), del, string(body), fmt.Sprintf("evt_%d_%d", k, v)))
 			if len(chunk) == cap(chunk) {
 				flush()
 			}
@@ -75,7 +77,7 @@ func TestReconcileLoad(t *testing.T) {
 	rows := make([][]any, 0, keys)
 	for k := range keys {
 		del := k%10 == 0 && versions > 1
-		m := rawMessage(fmt.Sprintf("load-%08d", k), int64(versions), del, string(body), "x")
+		m := testlog.RawMessage(fmt.Sprintf("load-%08d", k), int64(versions), del, string(body), "x")
 		ev, _, err := normalizeRecord(reg, &m, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -118,7 +120,7 @@ func TestReconcileLoad(t *testing.T) {
 	start = time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
-	var rep reconcileReport
+	var rep reconcile.Report
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil || err != nil {
 		t.Fatalf("reconcile: %v / %v\n%s\n%s", err, jerr, out.String(), errb.String())
 	}

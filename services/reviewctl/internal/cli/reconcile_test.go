@@ -15,6 +15,9 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/reconcile"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/store"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/testlog"
 )
 
 // seedLog writes n reviews' raw events to reviews.raw.v1 (1 to 3 versions
@@ -30,7 +33,7 @@ func seedLog(t *testing.T, st *testenv.Stack, n int) (live, deleted []string) {
 		var evs []kafka.Message
 		for v := 1; v <= k; v++ {
 			del := v == k && k >= 2 && i%5 == 0
-			evs = append(evs, rawMessage(id, int64(v), del, fmt.Sprintf("review %d, take %d", i, v), fmt.Sprintf("evt_%s_%d", id, v)))
+			evs = append(evs, testlog.RawMessage(id, int64(v), del, fmt.Sprintf("review %d, take %d", i, v), fmt.Sprintf("evt_%s_%d", id, v)))
 		}
 		if i%4 == 0 {
 			slices.Reverse(evs)
@@ -45,7 +48,7 @@ func seedLog(t *testing.T, st *testenv.Stack, n int) (live, deleted []string) {
 			live = append(live, "generic:"+id)
 		}
 	}
-	bad := rawMessage("rc-bad", 1, false, "x", "evt_bad")
+	bad := testlog.RawMessage("rc-bad", 1, false, "x", "evt_bad")
 	bad.Key = []byte("generic:someone-else")
 	msgs = append(msgs, bad, kafka.Message{Key: []byte("generic:junk"), Value: []byte("{")})
 	produce(t, st, kafkax.TopicRaw, msgs...)
@@ -68,7 +71,7 @@ func TestReconcileDriftAndRepair(t *testing.T) {
 	ctx := context.Background()
 	live, deleted := seedLog(t, st, 60)
 
-	var rep reconcileReport
+	var rep reconcile.Report
 	if r := runJSON(t, &rep, "reconcile", "--json"); r.code != ExitOK || rep.Drift != 0 || rep.InSync != 60 || rep.StoreRows != 60 {
 		t.Fatalf("reconcile of a store in sync: exit %d, drift %d, in sync %d, rows %d", r.code, rep.Drift, rep.InSync, rep.StoreRows)
 	}
@@ -100,12 +103,12 @@ func TestReconcileDriftAndRepair(t *testing.T) {
 	}
 	before := tableHash(t, st.DB)
 	r := runJSON(t, &rep, "reconcile", "--json")
-	if r.code != ExitDrift || rep.Drift != len(gone)+len(older) || rep.Counts[driftMissing] != len(gone) || rep.Counts[driftStale] != len(older) ||
+	if r.code != ExitDrift || rep.Drift != len(gone)+len(older) || rep.Counts[reconcile.Missing] != len(gone) || rep.Counts[reconcile.Stale] != len(older) ||
 		rep.Repairable != rep.Drift || rep.InSync != 60-rep.Drift {
 		t.Fatalf("reconcile: exit %d, %+v; want exit 1 with %d missing and %d stale", r.code, rep.Counts, len(gone), len(older))
 	}
 	var ids []string
-	for _, k := range []string{driftMissing, driftStale} {
+	for _, k := range []string{reconcile.Missing, reconcile.Stale} {
 		for _, f := range rep.Examples[k] {
 			ids = append(ids, f.ID)
 		}
@@ -170,13 +173,13 @@ func TestReconcileUnrepairable(t *testing.T) {
 		VALUES ('generic:ghost', 'generic', 'ghost', 'tt0111161', 4, now(), now(), 'abc')`)
 	startService(t, st, "sink", "SINK_ADDR")
 
-	var rep reconcileReport
+	var rep reconcile.Report
 	r := runJSON(t, &rep, "reconcile", "--json")
-	if r.code != ExitDrift || rep.Drift != 3 || rep.Counts[driftAhead] != 1 || rep.Counts[driftMismatched] != 1 ||
-		rep.Counts[driftExtra] != 1 || rep.Repairable != 1 {
+	if r.code != ExitDrift || rep.Drift != 3 || rep.Counts[reconcile.Ahead] != 1 || rep.Counts[reconcile.Mismatched] != 1 ||
+		rep.Counts[reconcile.Extra] != 1 || rep.Repairable != 1 {
 		t.Fatalf("reconcile: exit %d, counts %+v, repairable %d", r.code, rep.Counts, rep.Repairable)
 	}
-	if f := rep.Examples[driftAhead][0]; f.ID != ahead || f.Repairable || !strings.Contains(f.Detail, "cannot") && !strings.Contains(f.Detail, "no event can repair") {
+	if f := rep.Examples[reconcile.Ahead][0]; f.ID != ahead || f.Repairable || !strings.Contains(f.Detail, "cannot") && !strings.Contains(f.Detail, "no event can repair") {
 		t.Fatalf("ahead example: %+v", f)
 	}
 	// Deleting rows without events is bounded.
@@ -200,7 +203,7 @@ func TestReconcileUnrepairable(t *testing.T) {
 func TestReconcileSinceAndProvider(t *testing.T) {
 	st := newStack(t)
 	ctx := context.Background()
-	old := rawMessage("old", 1, false, "old", "evt_old")
+	old := testlog.RawMessage("old", 1, false, "old", "evt_old")
 	old.Time = time.Now().Add(-48 * time.Hour)
 	produce(t, st, kafkax.TopicRaw, old)
 	live, _ := seedLog(t, st, 10)
@@ -214,10 +217,10 @@ func TestReconcileSinceAndProvider(t *testing.T) {
 	if _, err := st.DB.Exec(ctx, `DELETE FROM reviews WHERE id = ANY($1)`, []string{"generic:old", live[3]}); err != nil {
 		t.Fatal(err)
 	}
-	var rep reconcileReport
+	var rep reconcile.Report
 	// Only the last day: the old review is outside the window.
 	if r := runJSON(t, &rep, "reconcile", "--since", "24h", "--json"); r.code != ExitDrift || rep.Drift != 1 ||
-		rep.Examples[driftMissing][0].ID != live[3] || rep.Read.Reviews != 10 {
+		rep.Examples[reconcile.Missing][0].ID != live[3] || rep.Read.Reviews != 10 {
 		t.Fatalf("reconcile --since: exit %d, drift %d, %+v", r.code, rep.Drift, rep.Examples)
 	}
 	if r := runJSON(t, &rep, "reconcile", "--json"); r.code != ExitDrift || rep.Drift != 2 {
@@ -237,14 +240,14 @@ func TestReconcileLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, reconcileLock); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, store.ReconcileLock); err != nil {
 		t.Fatal(err)
 	}
 	r := run(t, "reconcile")
 	if r.code != ExitError || !strings.Contains(r.stderr, "another reconcile is running") || strings.Count(r.stderr, "\n") != 1 {
 		t.Fatalf("concurrent reconcile: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, reconcileLock); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, store.ReconcileLock); err != nil {
 		t.Fatal(err)
 	}
 	if r := run(t, "reconcile"); r.code != ExitOK || !strings.Contains(r.stdout, "in sync") {

@@ -14,6 +14,9 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/kafkalog"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/replay"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/testlog"
 )
 
 // TestReplayWindow replays a window of the raw log twice and checks the
@@ -28,11 +31,11 @@ func TestReplayWindow(t *testing.T) {
 	at := map[string]time.Time{"old": now.Add(-3 * time.Hour), "w1": now.Add(-2 * time.Hour), "w2": now.Add(-time.Hour), "late": now.Add(-30 * time.Minute)}
 	// In the window too: a copy an earlier replay made, and a record that
 	// is no raw envelope. Replay skips both.
-	copyRec := rawMessage("rp-00", 2, false, "body w1", "evt_copy")
+	copyRec := testlog.RawMessage("rp-00", 2, false, "body w1", "evt_copy")
 	copyRec.Value = bytes.Replace(copyRec.Value, []byte(`"source":"webhook"`), []byte(`"source":"replay"`), 1)
 	copyRec.Time = at["w1"]
 	junk := kafka.Message{Key: []byte("generic:junk"), Value: []byte("garbage"), Time: at["w2"]}
-	refused := rawMessage("rp-bad", 1, false, "x", "evt_refused")
+	refused := testlog.RawMessage("rp-bad", 1, false, "x", "evt_refused")
 	refused.Value = bytes.Replace(refused.Value, []byte(`"version":1`), []byte(`"version":0`), 1)
 	refused.Time = at["w2"]
 	var msgs []kafka.Message
@@ -42,7 +45,7 @@ func TestReplayWindow(t *testing.T) {
 			msgs = append(msgs, copyRec, junk, refused)
 		}
 		for i := range 12 {
-			m := rawMessage(fmt.Sprintf("rp-%02d", i), int64(len(originals)/12+2), false, "body "+group, "evt_"+group+fmt.Sprint(i))
+			m := testlog.RawMessage(fmt.Sprintf("rp-%02d", i), int64(len(originals)/12+2), false, "body "+group, "evt_"+group+fmt.Sprint(i))
 			m.Time = at[group]
 			msgs = append(msgs, m)
 			if group == "w1" || group == "w2" {
@@ -55,7 +58,7 @@ func TestReplayWindow(t *testing.T) {
 	from, to := now.Add(-150*time.Minute).Format(time.RFC3339), now.Add(-45*time.Minute).Format(time.RFC3339)
 	before := endOffsets(t, st, kafkax.TopicRaw)
 	var sum struct {
-		replayStats
+		replay.Stats
 		DryRun bool `json:"dry_run"`
 	}
 	if r := runJSON(t, &sum, "replay", "--from", from, "--to", to, "--dry-run", "--json"); r.code != ExitOK || sum.Published != 24 || !sum.DryRun {
@@ -79,7 +82,7 @@ func TestReplayWindow(t *testing.T) {
 			}
 			env, err := envelope.ParseRaw(m.Value)
 			oenv, _ := envelope.ParseRaw(o.Value)
-			if err != nil || env.Source != envelope.SourceReplay || env.EventID != replayEventID(orig) ||
+			if err != nil || env.Source != envelope.SourceReplay || env.EventID != replay.EventID(orig) ||
 				!bytes.Equal(env.Payload, oenv.Payload) || !env.ReceivedAt.Equal(oenv.ReceivedAt) || !bytes.Equal(m.Key, o.Key) ||
 				envelope.Header(m, kafkax.HeaderSource) != "replay" || envelope.Header(m, kafkax.HeaderAccepted) != envelope.Header(o, kafkax.HeaderAccepted) {
 				t.Errorf("copy of %s: key %s, envelope %+v, err %v", orig, m.Key, env, err)
@@ -131,7 +134,7 @@ func TestReplayStoreUnchanged(t *testing.T) {
 			if v > 1+i%3 {
 				continue
 			}
-			m := rawMessage(fmt.Sprintf("rs-%02d", i), int64(v), v == 3 && i%2 == 0, fmt.Sprintf("body %d/%d", i, v), fmt.Sprintf("evt_rs_%d_%d", i, v))
+			m := testlog.RawMessage(fmt.Sprintf("rs-%02d", i), int64(v), v == 3 && i%2 == 0, fmt.Sprintf("body %d/%d", i, v), fmt.Sprintf("evt_rs_%d_%d", i, v))
 			m.Time = now.Add(time.Duration(v-4) * time.Hour) // versions 1, 2, 3 at -3h, -2h, -1h
 			msgs = append(msgs, m)
 		}
@@ -171,7 +174,7 @@ func waitPipeline(t *testing.T, st *testenv.Stack) {
 	ctx := context.Background()
 	cl := &kafka.Client{Addr: kafka.TCP(st.Brokers...), Timeout: 10 * time.Second}
 	caughtUp := func(topic kafkax.Topic, committed func(p int) (int64, error)) error {
-		ss, err := newLogClient(st.Brokers, st.Topic(topic)).snapshot(ctx, time.Time{}, time.Time{})
+		ss, err := kafkalog.New(st.Brokers, st.Topic(topic)).Snapshot(ctx, time.Time{}, time.Time{})
 		if err != nil {
 			return err
 		}

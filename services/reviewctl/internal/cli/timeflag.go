@@ -52,6 +52,14 @@ func (f *timeFlag) String() string {
 	return f.t.Format(time.RFC3339Nano)
 }
 
+// ptr returns the time, or nil when the flag was not given.
+func (f *timeFlag) ptr() *time.Time {
+	if !f.set {
+		return nil
+	}
+	return &f.t
+}
+
 func (f *timeFlag) Set(s string) error {
 	now := time.Now
 	if f.now != nil {

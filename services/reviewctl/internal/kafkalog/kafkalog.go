@@ -1,4 +1,9 @@
-package cli
+// Package kafkalog reads a Kafka topic as a log, straight from the partition
+// leaders, with no consumer group and no commits: the offset ranges of a
+// moment (Snapshot), every record of ranges in order per partition (Scan), a
+// few chosen records again (Fetch), and a group's committed offsets. It is
+// reviewctl's Kafka reading side; writes go through pkg/kafkax's writer.
+package kafkalog
 
 import (
 	"context"
@@ -14,18 +19,18 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 )
 
-// span is the half-open offset range [From, To) of one partition of a topic.
-type span struct {
+// Span is the half-open offset range [From, To) of one partition of a topic.
+type Span struct {
 	Partition int   `json:"partition"`
 	From      int64 `json:"from"`
 	To        int64 `json:"to"`
 }
 
-// spans is a snapshot of offset ranges, one per partition, sorted.
-type spans []span
+// Spans is a snapshot of offset ranges, one per partition, sorted.
+type Spans []Span
 
 // Records is how many records the spans cover.
-func (ss spans) Records() int64 {
+func (ss Spans) Records() int64 {
 	var n int64
 	for _, s := range ss {
 		n += max(0, s.To-s.From)
@@ -33,22 +38,30 @@ func (ss spans) Records() int64 {
 	return n
 }
 
-// logClient finds partition leaders and offsets of one topic. Each call
-// dials the partitions' leaders afresh, so it holds no connection between
-// calls.
-type logClient struct {
+// Client reads one topic. Each call dials the partitions' leaders afresh,
+// so it holds no connection between calls and needs no Close; it is safe
+// for concurrent use once its fields are set.
+type Client struct {
+	// Parallel bounds the partitions Scan reads at once (default: all).
+	// Memory in flight is about kafkax.FetchBytes times that number.
+	Parallel int
+
 	brokers []string
 	topic   string
 	dialer  *kafka.Dialer
 }
 
-func newLogClient(brokers []string, topic string) *logClient {
-	return &logClient{brokers: brokers, topic: topic, dialer: &kafka.Dialer{Timeout: 10 * time.Second, ClientID: "reviewctl"}}
+// New returns a Client of topic (its full name) on the bootstrap brokers.
+func New(brokers []string, topic string) *Client {
+	return &Client{brokers: brokers, topic: topic, dialer: &kafka.Dialer{Timeout: 10 * time.Second, ClientID: "reviewctl"}}
 }
+
+// Topic is the full name of the topic the client reads.
+func (c *Client) Topic() string { return c.topic }
 
 // dialLeader connects to the leader of partition p, trying each bootstrap
 // broker in turn.
-func (c *logClient) dialLeader(ctx context.Context, p int) (*kafka.Conn, error) {
+func (c *Client) dialLeader(ctx context.Context, p int) (*kafka.Conn, error) {
 	var errs []error
 	for _, b := range c.brokers {
 		conn, err := c.dialer.DialLeader(ctx, "tcp", b, c.topic, p)
@@ -61,7 +74,7 @@ func (c *logClient) dialLeader(ctx context.Context, p int) (*kafka.Conn, error) 
 }
 
 // partitions lists the topic's partition ids.
-func (c *logClient) partitions(ctx context.Context) ([]int, error) {
+func (c *Client) partitions(ctx context.Context) ([]int, error) {
 	cl := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second}
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.topic}})
 	if err != nil {
@@ -84,16 +97,16 @@ func (c *logClient) partitions(ctx context.Context) ([]int, error) {
 	return nil, fmt.Errorf("topic %s does not exist (run `reviewctl setup`, and check TOPIC_NAMESPACE)", c.topic)
 }
 
-// snapshot returns, per partition, [offset of the first record at or after
+// Snapshot returns, per partition, [offset of the first record at or after
 // from (or the first offset when from is zero), offset of the first record
 // at or after to (or the end offset when to is zero)). The end offsets are
 // those of the moment of the call: records written later are not in it.
-func (c *logClient) snapshot(ctx context.Context, from, to time.Time) (spans, error) {
+func (c *Client) Snapshot(ctx context.Context, from, to time.Time) (Spans, error) {
 	ids, err := c.partitions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(spans, len(ids))
+	out := make(Spans, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, p := range ids {
 		g.Go(func() error {
@@ -111,7 +124,7 @@ func (c *logClient) snapshot(ctx context.Context, from, to time.Time) (spans, er
 			if err != nil {
 				return fmt.Errorf("offsets of %s/%d: %w", c.topic, p, err)
 			}
-			s := span{Partition: p, From: first, To: last}
+			s := Span{Partition: p, From: first, To: last}
 			at := func(t time.Time) (int64, error) {
 				off, err := conn.ReadOffset(t)
 				if err != nil {
@@ -143,38 +156,27 @@ func (c *logClient) snapshot(ctx context.Context, from, to time.Time) (spans, er
 	return out, nil
 }
 
-// scanConfig tunes scan.
-type scanConfig struct {
-	// MaxBytes bounds one fetch per partition (default and least
-	// kafkax.FetchBytes, so the largest legal record is read); memory in
-	// flight is about MaxBytes times the partitions read at once.
-	MaxBytes int
-	// Parallel bounds the partitions read at once (default: all).
-	Parallel int
-}
-
-// scan reads every record of ss straight from the partition leaders (no
+// Scan reads every record of ss straight from the partition leaders (no
 // consumer group, no commits) and calls fn for each, in offset order within
 // a partition. fn is called concurrently for different partitions, never
 // for one partition at once. It returns fn's first error or a read error.
-func (c *logClient) scan(ctx context.Context, ss spans, cfg scanConfig, fn func(m *kafka.Message) error) error {
-	if cfg.MaxBytes < kafkax.FetchBytes {
-		cfg.MaxBytes = kafkax.FetchBytes
-	}
+func (c *Client) Scan(ctx context.Context, ss Spans, fn func(m *kafka.Message) error) error {
 	g, gctx := errgroup.WithContext(ctx)
-	if cfg.Parallel > 0 {
-		g.SetLimit(cfg.Parallel)
+	if c.Parallel > 0 {
+		g.SetLimit(c.Parallel)
 	}
 	for _, s := range ss {
 		if s.To <= s.From {
 			continue
 		}
-		g.Go(func() error { return c.scanPartition(gctx, s, cfg, fn) })
+		g.Go(func() error { return c.scanPartition(gctx, s, fn) })
 	}
 	return g.Wait()
 }
 
-func (c *logClient) scanPartition(ctx context.Context, s span, cfg scanConfig, fn func(m *kafka.Message) error) error {
+// scanPartition reads the records of one span in order, a fetch of at most
+// kafkax.FetchBytes at a time (so the largest legal record is read).
+func (c *Client) scanPartition(ctx context.Context, s Span, fn func(m *kafka.Message) error) error {
 	conn, err := c.dialLeader(ctx, s.Partition)
 	if err != nil {
 		return err
@@ -191,7 +193,7 @@ func (c *logClient) scanPartition(ctx context.Context, s span, cfg scanConfig, f
 	next := s.From
 	for next < s.To {
 		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-		b := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: cfg.MaxBytes, MaxWait: time.Second})
+		b := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: kafkax.FetchBytes, MaxWait: time.Second})
 		read := 0
 		var ferr error
 		for {
@@ -236,10 +238,10 @@ func (c *logClient) scanPartition(ctx context.Context, s span, cfg scanConfig, f
 	return nil
 }
 
-// fetch reads the records at the given offsets of one partition (sorted,
+// Fetch reads the records at the given offsets of one partition (sorted,
 // not necessarily contiguous) and calls fn for each record found. Used to
 // re-read a few chosen records after a scan kept only their offsets.
-func (c *logClient) fetch(ctx context.Context, partition int, offsets []int64, fn func(m *kafka.Message) error) error {
+func (c *Client) Fetch(ctx context.Context, partition int, offsets []int64, fn func(m *kafka.Message) error) error {
 	if len(offsets) == 0 {
 		return nil
 	}
@@ -256,8 +258,8 @@ func (c *logClient) fetch(ctx context.Context, partition int, offsets []int64, f
 		for _, o := range offsets[i:j] {
 			want[o] = true
 		}
-		s := span{Partition: partition, From: offsets[i], To: offsets[j-1] + 1}
-		err := c.scanPartition(ctx, s, scanConfig{MaxBytes: kafkax.FetchBytes}, func(m *kafka.Message) error {
+		s := Span{Partition: partition, From: offsets[i], To: offsets[j-1] + 1}
+		err := c.scanPartition(ctx, s, func(m *kafka.Message) error {
 			if want[m.Offset] {
 				return fn(m)
 			}
@@ -269,4 +271,22 @@ func (c *logClient) fetch(ctx context.Context, partition int, offsets []int64, f
 		i = j
 	}
 	return nil
+}
+
+// Committed returns the offsets group has committed on the client's topic
+// for the given partitions; a partition with no committed offset (or an
+// error for it) is left out of the map.
+func (c *Client) Committed(ctx context.Context, group string, partitions []int) (map[int]int64, error) {
+	cl := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second}
+	res, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{c.topic: partitions}})
+	if err != nil {
+		return nil, err
+	}
+	committed := map[int]int64{}
+	for _, p := range res.Topics[c.topic] {
+		if p.Error == nil && p.CommittedOffset >= 0 {
+			committed[p.Partition] = p.CommittedOffset
+		}
+	}
+	return committed, nil
 }

@@ -1,4 +1,4 @@
-package cli
+package reconcile
 
 import (
 	"bytes"
@@ -12,10 +12,10 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
-// normalizeRecord turns a reviews.raw.v1 record into its canonical event
-// with provider.NormalizeRecord, the very function the processor calls.
-// reason is the processor's dead-letter reason when the record fails.
-func normalizeRecord(reg *provider.Registry, m *kafka.Message, now time.Time) (ev review.Event, reason string, err error) {
+// normalize turns a reviews.raw.v1 record into its canonical event with
+// provider.NormalizeRecord, the very function the processor calls. reason
+// is the processor's dead-letter reason when the record fails.
+func normalize(reg *provider.Registry, m *kafka.Message, now time.Time) (ev review.Event, reason string, err error) {
 	n := reg.NormalizeRecord(m.Key, m.Value, now)
 	return n.Event, string(n.Reason), n.Err
 }
@@ -44,8 +44,8 @@ func newFoldStore() *foldStore { return &foldStore{m: make(map[string]slot, 1024
 // Len returns the number of keys.
 func (s *foldStore) Len() int { return len(s.m) }
 
-// foldStats counts what a fold saw.
-type foldStats struct {
+// FoldStats counts what a fold saw.
+type FoldStats struct {
 	Records       int64            `json:"records"`
 	Events        int64            `json:"events"`
 	OtherProvider int64            `json:"other_provider"`
@@ -53,7 +53,7 @@ type foldStats struct {
 	Decisions     map[string]int64 `json:"decisions"`
 }
 
-func (a *foldStats) add(b foldStats) {
+func (a *FoldStats) add(b FoldStats) {
 	a.Records += b.Records
 	a.Events += b.Events
 	a.OtherProvider += b.OtherProvider
@@ -82,12 +82,12 @@ type folder struct {
 	prefixes [][]byte
 	store    *foldStore
 	now      time.Time
-	stats    foldStats
+	stats    FoldStats
 	decided  [16]int64
 }
 
 func newFolder(reg *provider.Registry, providers []string, now time.Time) *folder {
-	f := &folder{reg: reg, store: newFoldStore(), now: now, stats: foldStats{Invalid: map[string]int64{}}}
+	f := &folder{reg: reg, store: newFoldStore(), now: now, stats: FoldStats{Invalid: map[string]int64{}}}
 	for _, p := range providers {
 		f.prefixes = append(f.prefixes, []byte(p+":"))
 	}
@@ -101,7 +101,7 @@ func (f *folder) add(m *kafka.Message) {
 		f.stats.OtherProvider++
 		return
 	}
-	ev, reason, err := normalizeRecord(f.reg, m, f.now)
+	ev, reason, err := normalize(f.reg, m, f.now)
 	if err != nil {
 		f.stats.Invalid[reason]++
 		return
@@ -131,7 +131,7 @@ func visibleHash(ev review.Event) [dedupe.HashSize]byte {
 }
 
 // finish returns the fold's counts.
-func (f *folder) finish() foldStats {
+func (f *folder) finish() FoldStats {
 	st := f.stats
 	st.Decisions = map[string]int64{}
 	for _, d := range dedupe.Decisions {

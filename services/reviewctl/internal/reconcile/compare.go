@@ -1,4 +1,4 @@
-package cli
+package reconcile
 
 import (
 	"context"
@@ -6,37 +6,36 @@ import (
 	"sort"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/progress"
 )
 
 // The kinds of drift reconcile reports.
 const (
-	// driftMissing: the log has the review (live or deleted), the store
-	// has no row for it.
-	driftMissing = "missing"
-	// driftStale: the store's version is lower than the log's.
-	driftStale = "stale"
-	// driftExtra: the store shows a review that the log does not: no
-	// valid event for it, or the log deleted it at the row's version.
-	driftExtra = "extra"
-	// driftMismatched: same version, other content (or content hash, or
+	// Missing: the log has the review (live or deleted), the store has no
+	// row for it.
+	Missing = "missing"
+	// Stale: the store's version is lower than the log's.
+	Stale = "stale"
+	// Extra: the store shows a review that the log does not: no valid
+	// event for it, or the log deleted it at the row's version.
+	Extra = "extra"
+	// Mismatched: same version, other content (or content hash, or
 	// deletion) than the log's winning change.
-	driftMismatched = "mismatched"
-	// driftAhead: the store's version is higher than any valid event of
-	// the log up to the snapshot. The version guard keeps such a row, so
-	// no event through the normal path can repair it.
-	driftAhead = "ahead"
+	Mismatched = "mismatched"
+	// Ahead: the store's version is higher than any valid event of the log
+	// up to the snapshot. The version guard keeps such a row, so no event
+	// through the normal path can repair it.
+	Ahead = "ahead"
 )
 
-// driftKinds lists the kinds in report order.
-var driftKinds = []string{driftMissing, driftStale, driftExtra, driftMismatched, driftAhead}
+// Kinds lists the kinds of drift in report order.
+var Kinds = []string{Missing, Stale, Extra, Mismatched, Ahead}
 
-// storeRow is a row of the reviews table as reconcile reads it.
-type storeRow struct {
+// Row is a row of the reviews table as reconcile reads it; the Store fills
+// it, SourceUpdatedAt in UTC.
+type Row struct {
 	ID, Provider, ExternalID, MovieID  string
 	Author, Title, Body, Language, URL string
 	Rating                             *int
@@ -49,7 +48,7 @@ type storeRow struct {
 // entry is the row as a dedupe entry: its version, deletion and content
 // hash (the content_hash column, or the hash of its columns when the
 // column is empty).
-func (r *storeRow) entry() dedupe.Entry {
+func (r *Row) entry() dedupe.Entry {
 	e := dedupe.Entry{Version: r.Version, Deleted: r.Deleted, Offset: -1}
 	if r.ContentHash != "" {
 		e.Hash = dedupe.HashOf(r.ContentHash)
@@ -60,22 +59,22 @@ func (r *storeRow) entry() dedupe.Entry {
 }
 
 // columnsHash is review.ContentHash of what the row shows (an upsert).
-func (r *storeRow) columnsHash() [dedupe.HashSize]byte {
+func (r *Row) columnsHash() [dedupe.HashSize]byte {
 	return dedupe.HashOf(review.ContentHash(review.OpUpsert, review.Review{
 		ID: r.ID, MovieID: r.MovieID, Author: r.Author, Rating: r.Rating, Title: r.Title, Body: r.Body,
 		Language: r.Language, URL: r.URL, Version: r.Version, SourceUpdatedAt: r.SourceUpdatedAt,
 	}))
 }
 
-// view is an entry as reports show it.
-type view struct {
+// View is an entry as reports show it.
+type View struct {
 	Version     int64  `json:"version"`
 	Deleted     bool   `json:"deleted"`
 	ContentHash string `json:"content_hash,omitempty"`
 }
 
-func viewOf(e dedupe.Entry) *view {
-	return &view{Version: e.Version, Deleted: e.Deleted, ContentHash: e.HashString()}
+func viewOf(e dedupe.Entry) *View {
+	return &View{Version: e.Version, Deleted: e.Deleted, ContentHash: e.HashString()}
 }
 
 // verdict is what classify makes of one review.
@@ -90,7 +89,7 @@ type verdict struct {
 // through reviews.normalized.v1 wins the sink's version guard, which keeps
 // the greatest change in dedupe's order (higher version, then a delete over
 // an upsert, then the greater content hash), as the processor does.
-func classify(exp *slot, row *storeRow) verdict {
+func classify(exp *slot, row *Row) verdict {
 	switch {
 	case exp == nil && row == nil:
 		return verdict{}
@@ -98,24 +97,24 @@ func classify(exp *slot, row *storeRow) verdict {
 		if row.Deleted {
 			return verdict{} // an orphan tombstone shows nothing to readers
 		}
-		return verdict{driftExtra, true, fmt.Sprintf("live at v%d in the store, no valid event in the log", row.Version)}
+		return verdict{Extra, true, fmt.Sprintf("live at v%d in the store, no valid event in the log", row.Version)}
 	case row == nil:
 		if exp.e.Deleted {
-			return verdict{driftMissing, true, fmt.Sprintf("no row; the log deleted it at v%d (the tombstone is missing)", exp.e.Version)}
+			return verdict{Missing, true, fmt.Sprintf("no row; the log deleted it at v%d (the tombstone is missing)", exp.e.Version)}
 		}
-		return verdict{driftMissing, true, fmt.Sprintf("no row; the log has v%d", exp.e.Version)}
+		return verdict{Missing, true, fmt.Sprintf("no row; the log has v%d", exp.e.Version)}
 	}
 	st := row.entry()
 	switch {
 	case exp.e.Version > row.Version:
-		return verdict{driftStale, true, fmt.Sprintf("store v%d, log v%d", row.Version, exp.e.Version)}
+		return verdict{Stale, true, fmt.Sprintf("store v%d, log v%d", row.Version, exp.e.Version)}
 	case exp.e.Version < row.Version:
-		return verdict{driftAhead, false, fmt.Sprintf("store v%d is newer than the log's v%d; the version guard keeps it, so no event can repair it "+
+		return verdict{Ahead, false, fmt.Sprintf("store v%d is newer than the log's v%d; the version guard keeps it, so no event can repair it "+
 			"(find where v%d came from; to restore the log's, delete the row and run reconcile --apply)", row.Version, exp.e.Version, row.Version)}
 	case exp.e.Deleted && !row.Deleted:
-		return verdict{driftExtra, true, fmt.Sprintf("live in the store; the log deleted it at v%d", row.Version)}
+		return verdict{Extra, true, fmt.Sprintf("live in the store; the log deleted it at v%d", row.Version)}
 	case !exp.e.Deleted && row.Deleted:
-		return verdict{driftMismatched, false, fmt.Sprintf("deleted in the store at v%d where the log has it live; a delete outranks an upsert of its version, "+
+		return verdict{Mismatched, false, fmt.Sprintf("deleted in the store at v%d where the log has it live; a delete outranks an upsert of its version, "+
 			"so no event can repair it (delete the row and run reconcile --apply)", row.Version)}
 	case exp.e.Deleted:
 		if row.ContentHash == "" || st.Hash == exp.e.Hash {
@@ -137,21 +136,21 @@ func classify(exp *slot, row *storeRow) verdict {
 func mismatch(exp *slot, st dedupe.Entry, what string) verdict {
 	switch exp.e.Compare(st) {
 	case 1:
-		return verdict{driftMismatched, true, fmt.Sprintf("v%d: %s", st.Version, what)}
+		return verdict{Mismatched, true, fmt.Sprintf("v%d: %s", st.Version, what)}
 	case 0:
-		return verdict{driftMismatched, false, fmt.Sprintf("v%d: %s; the row carries the log's version and content hash, so the version guard "+
+		return verdict{Mismatched, false, fmt.Sprintf("v%d: %s; the row carries the log's version and content hash, so the version guard "+
 			"takes the log's event for the same change and keeps the row (delete the row and run reconcile --apply)", st.Version, what)}
 	}
-	return verdict{driftMismatched, false, fmt.Sprintf("v%d: %s; the row's content hash outranks the log's in the version guard's order, "+
+	return verdict{Mismatched, false, fmt.Sprintf("v%d: %s; the row's content hash outranks the log's in the version guard's order, "+
 		"so no event can repair it (delete the row and run reconcile --apply)", st.Version, what)}
 }
 
-// finding is one drifted review.
-type finding struct {
+// Finding is one drifted review, as reports show it.
+type Finding struct {
 	Kind       string `json:"kind"`
 	ID         string `json:"id"`
-	Expected   *view  `json:"expected"`
-	Store      *view  `json:"store"`
+	Expected   *View  `json:"expected"`
+	Store      *View  `json:"store"`
 	Repairable bool   `json:"repairable"`
 	Detail     string `json:"detail"`
 
@@ -160,7 +159,7 @@ type finding struct {
 	partition int
 	offset    int64
 	exp       slot
-	row       *storeRow
+	row       *Row
 }
 
 // expectedState is the fold's result: one store per partition.
@@ -206,12 +205,12 @@ type diff struct {
 	orphans  int // tombstones in the store with no valid event in the log
 	rows     int
 	inFlight int // drifted reviews that changed after the snapshot: not judged
-	findings []*finding
+	findings []*Finding
 }
 
 func newDiff() *diff { return &diff{counts: map[string]int{}} }
 
-func (d *diff) add(id string, part int, exp *slot, row *storeRow) {
+func (d *diff) add(id string, part int, exp *slot, row *Row) {
 	v := classify(exp, row)
 	if v.kind == "" {
 		if exp == nil && row != nil && row.Deleted {
@@ -221,7 +220,7 @@ func (d *diff) add(id string, part int, exp *slot, row *storeRow) {
 		}
 		return
 	}
-	f := &finding{Kind: v.kind, ID: id, Repairable: v.repairable, Detail: v.detail, partition: -1, row: row}
+	f := &Finding{Kind: v.kind, ID: id, Repairable: v.repairable, Detail: v.detail, partition: -1, row: row}
 	if exp != nil {
 		f.Expected, f.partition, f.offset, f.exp = viewOf(exp.e), part, exp.e.Offset, *exp
 	}
@@ -245,52 +244,30 @@ func (d *diff) sort() {
 }
 
 func kindRank(k string) int {
-	for i, x := range driftKinds {
+	for i, x := range Kinds {
 		if x == k {
 			return i
 		}
 	}
-	return len(driftKinds)
+	return len(Kinds)
 }
 
-const rowColumns = `id, provider, external_id, coalesce(movie_id, ''), author, rating, title, body, language, url,
-	version, deleted, content_hash, source_updated_at`
-
-func scanRow(rows pgx.Rows) (*storeRow, error) {
-	r := &storeRow{}
-	var rating *int16
-	if err := rows.Scan(&r.ID, &r.Provider, &r.ExternalID, &r.MovieID, &r.Author, &rating, &r.Title, &r.Body, &r.Language,
-		&r.URL, &r.Version, &r.Deleted, &r.ContentHash, &r.SourceUpdatedAt); err != nil {
-		return nil, err
+// addUnseen reports the expected reviews that had no row in the store.
+func (d *diff) addUnseen(x *expectedState) {
+	for p, st := range x.parts {
+		for id, sl := range st.m {
+			if !sl.seen {
+				d.add(id, p, &sl, nil)
+			}
+		}
 	}
-	if rating != nil {
-		v := int(*rating)
-		r.Rating = &v
-	}
-	r.SourceUpdatedAt = r.SourceUpdatedAt.UTC()
-	return r, nil
 }
 
 // compareAll streams every row of the store (of the given providers) and
 // classifies it, then reports the expected reviews that had no row.
-func compareAll(ctx context.Context, db *pgxpool.Pool, x *expectedState, providers []string, prog *progress) (*diff, error) {
+func compareAll(ctx context.Context, st Store, x *expectedState, providers []string, prog progress.Tracker) (*diff, error) {
 	d := newDiff()
-	q := `SELECT ` + rowColumns + ` FROM reviews`
-	var args []any
-	if len(providers) > 0 {
-		q += ` WHERE provider = ANY($1)`
-		args = append(args, providers)
-	}
-	rows, err := db.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read reviews: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		r, err := scanRow(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read reviews: %w", err)
-		}
+	err := st.Rows(ctx, providers, func(r *Row) error {
 		d.rows++
 		prog.Add(1)
 		p, sl, ok := x.lookup(r.ID)
@@ -300,55 +277,46 @@ func compareAll(ctx context.Context, db *pgxpool.Pool, x *expectedState, provide
 		} else {
 			d.add(r.ID, -1, nil, r)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read reviews: %w", err)
-	}
-	for p, st := range x.parts {
-		for id, sl := range st.m {
-			if !sl.seen {
-				sl := sl
-				d.add(id, p, &sl, nil)
-			}
-		}
-	}
+	d.addUnseen(x)
 	return d, nil
 }
+
+// lookupChunk is how many ids one RowsByID call asks for.
+const lookupChunk = 5000
 
 // compareKeys looks up only the expected keys (reconcile --since: the
 // window says nothing of the other rows, so no extra review can be told
 // from them).
-func compareKeys(ctx context.Context, db *pgxpool.Pool, x *expectedState, prog *progress) (*diff, error) {
+func compareKeys(ctx context.Context, st Store, x *expectedState, prog progress.Tracker) (*diff, error) {
 	d := newDiff()
-	const chunk = 5000
-	ids := make([]string, 0, chunk)
+	ids := make([]string, 0, lookupChunk)
 	flush := func() error {
 		if len(ids) == 0 {
 			return nil
 		}
-		rows, err := db.Query(ctx, `SELECT `+rowColumns+` FROM reviews WHERE id = ANY($1)`, ids)
-		if err != nil {
-			return fmt.Errorf("read reviews: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := scanRow(rows)
-			if err != nil {
-				return fmt.Errorf("read reviews: %w", err)
-			}
+		err := st.RowsByID(ctx, ids, func(r *Row) error {
 			d.rows++
 			p, sl, _ := x.lookup(r.ID)
 			x.markSeen(r.ID)
 			d.add(r.ID, p, &sl, r)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		prog.Add(int64(len(ids)))
 		ids = ids[:0]
-		return rows.Err()
+		return nil
 	}
 	for _, st := range x.parts {
 		for id := range st.m {
 			ids = append(ids, id)
-			if len(ids) == chunk {
+			if len(ids) == lookupChunk {
 				if err := flush(); err != nil {
 					return nil, err
 				}
@@ -358,13 +326,6 @@ func compareKeys(ctx context.Context, db *pgxpool.Pool, x *expectedState, prog *
 	if err := flush(); err != nil {
 		return nil, err
 	}
-	for p, st := range x.parts {
-		for id, sl := range st.m {
-			if !sl.seen {
-				sl := sl
-				d.add(id, p, &sl, nil)
-			}
-		}
-	}
+	d.addUnseen(x)
 	return d, nil
 }

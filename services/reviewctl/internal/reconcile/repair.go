@@ -1,4 +1,4 @@
-package cli
+package reconcile
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
@@ -19,13 +18,13 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
-// repairOutcome says what --apply did.
-type repairOutcome struct {
+// RepairOutcome says what --apply did.
+type RepairOutcome struct {
 	Sent int `json:"sent"`
 	// Repaired are the reviews the store shows as the log has them after
 	// the repair; NotRepaired those it did not within the wait.
 	Repaired    int        `json:"repaired"`
-	NotRepaired []*finding `json:"not_repaired"`
+	NotRepaired []*Finding `json:"not_repaired"`
 	WaitedFor   string     `json:"waited"`
 }
 
@@ -45,9 +44,9 @@ func repairEventID(id string, e dedupe.Entry) string {
 // log, a delete at the row's version (a delete at or above the current
 // version removes a review, CONTRACT §3). It returns the messages by review
 // id, each with the entry the store must show once it applied it.
-func repairMessages(ctx context.Context, lc *logClient, reg *provider.Registry, fs []*finding, now time.Time) ([]kafka.Message, map[string]slot, error) {
+func repairMessages(ctx context.Context, log Log, reg *provider.Registry, fs []*Finding, now time.Time) ([]kafka.Message, map[string]slot, error) {
 	byPart := map[int][]int64{}
-	want := map[int]map[int64]*finding{}
+	want := map[int]map[int64]*Finding{}
 	var msgs []kafka.Message
 	target := map[string]slot{}
 	for _, f := range fs {
@@ -68,7 +67,7 @@ func repairMessages(ctx context.Context, lc *logClient, reg *provider.Registry, 
 		}
 		byPart[f.partition] = append(byPart[f.partition], f.offset)
 		if want[f.partition] == nil {
-			want[f.partition] = map[int64]*finding{}
+			want[f.partition] = map[int64]*Finding{}
 		}
 		want[f.partition][f.offset] = f
 	}
@@ -78,14 +77,14 @@ func repairMessages(ctx context.Context, lc *logClient, reg *provider.Registry, 
 	}
 	sort.Ints(parts)
 	for _, p := range parts {
-		err := lc.fetch(ctx, p, byPart[p], func(m *kafka.Message) error {
+		err := log.Fetch(ctx, p, byPart[p], func(m *kafka.Message) error {
 			f := want[p][m.Offset]
-			ev, _, err := normalizeRecord(reg, m, now)
+			ev, _, err := normalize(reg, m, now)
 			if err != nil {
-				return fmt.Errorf("%s: the record at %s/%d offset %d no longer normalizes: %w", f.ID, lc.topic, p, m.Offset, err)
+				return fmt.Errorf("%s: the record at %s/%d offset %d no longer normalizes: %w", f.ID, log.Topic(), p, m.Offset, err)
 			}
 			if !dedupe.EntryOf(ev, m.Offset).SameChange(f.exp.e) {
-				return fmt.Errorf("%s: the record at %s/%d offset %d is not the change the fold chose", f.ID, lc.topic, p, m.Offset)
+				return fmt.Errorf("%s: the record at %s/%d offset %d is not the change the fold chose", f.ID, log.Topic(), p, m.Offset)
 			}
 			ev.Repair = true
 			out, err := repairMessage(ev, m, now)
@@ -101,7 +100,7 @@ func repairMessages(ctx context.Context, lc *logClient, reg *provider.Registry, 
 			return nil, nil, err
 		}
 		if n := len(want[p]); n > 0 {
-			return nil, nil, fmt.Errorf("%d records of %s/%d could not be read again (retention?)", n, lc.topic, p)
+			return nil, nil, fmt.Errorf("%d records of %s/%d could not be read again (retention?)", n, log.Topic(), p)
 		}
 	}
 	return msgs, target, nil
@@ -131,16 +130,49 @@ func repairMessage(ev review.Event, raw *kafka.Message, now time.Time) (kafka.Me
 	return m, nil
 }
 
+// repair sends the log's change of every repairable finding through
+// reviews.normalized.v1 and waits, up to wait, for the store to show them;
+// it sets the report's repair outcome, notes and exit code.
+func (r *Reconciler) repair(ctx context.Context, rep *Report, repairable, unrepairable []*Finding, wait time.Duration) error {
+	msgs, target, err := repairMessages(ctx, r.Log, r.Providers, repairable, r.now())
+	if err != nil {
+		return fmt.Errorf("build repairs: %w", err)
+	}
+	if err := r.sendRepairs(ctx, msgs); err != nil {
+		return err
+	}
+	waitStart := r.now()
+	pending, err := r.awaitRepairs(ctx, target, wait)
+	if err != nil {
+		return err
+	}
+	out := &RepairOutcome{Sent: len(msgs), Repaired: len(target) - len(pending), NotRepaired: []*Finding{},
+		WaitedFor: r.now().Sub(waitStart).Round(time.Millisecond).String()}
+	for _, f := range repairable {
+		if pending[f.ID] {
+			out.NotRepaired = append(out.NotRepaired, f)
+		}
+	}
+	rep.Repair = out
+	if len(pending) > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d repairs were sent but the store did not show them within %s: is the sink running and caught up?", len(pending), wait))
+	}
+	if len(pending) == 0 && len(unrepairable) == 0 {
+		rep.ExitCode = exitInSync
+	} else {
+		rep.ExitCode = exitDrift
+	}
+	return nil
+}
+
 // sendRepairs writes the repair records to reviews.normalized.v1 (acks=all).
-func sendRepairs(ctx context.Context, s settings, msgs []kafka.Message, o IO) error {
-	w := kafkax.NewWriter(kafkax.WriterConfig{Brokers: s.Brokers, Topic: s.topic(kafkax.TopicNormalized)})
-	defer w.Close()
-	prog := startProgress(o.Err, "sending repairs", "events", int64(len(msgs)))
+func (r *Reconciler) sendRepairs(ctx context.Context, msgs []kafka.Message) error {
+	prog := r.progress("sending repairs", "events", int64(len(msgs)))
 	defer prog.Done()
 	for len(msgs) > 0 {
 		n := min(len(msgs), 500)
-		if err := w.WriteMessages(ctx, msgs[:n]...); err != nil {
-			return fmt.Errorf("write repairs to %s: %w", w.Topic, err)
+		if err := r.Repairs.Write(ctx, kafkax.TopicNormalized, msgs[:n]...); err != nil {
+			return fmt.Errorf("write repairs to %s: %w", r.Names.NormalizedTopic, err)
 		}
 		prog.Add(int64(n))
 		msgs = msgs[n:]
@@ -151,46 +183,37 @@ func sendRepairs(ctx context.Context, s settings, msgs []kafka.Message, o IO) er
 // awaitRepairs polls the store until every target review shows its target
 // entry (same change, or a later one that the pipeline brought meanwhile),
 // or timeout passes. It returns the ids still not showing it.
-func awaitRepairs(ctx context.Context, db *pgxpool.Pool, target map[string]slot, timeout time.Duration, o IO) (map[string]bool, error) {
+func (r *Reconciler) awaitRepairs(ctx context.Context, target map[string]slot, timeout time.Duration) (map[string]bool, error) {
 	pending := make(map[string]bool, len(target))
 	for id := range target {
 		pending[id] = true
 	}
-	prog := startProgress(o.Err, "waiting for the store", "reviews", int64(len(target)))
+	prog := r.progress("waiting for the store", "reviews", int64(len(target)))
 	defer prog.Done()
-	deadline := time.Now().Add(timeout)
+	deadline := r.now().Add(timeout)
 	for {
 		ids := make([]string, 0, len(pending))
 		for id := range pending {
 			ids = append(ids, id)
 		}
 		for len(ids) > 0 {
-			n := min(len(ids), 5000)
-			rows, err := db.Query(ctx, `SELECT `+rowColumns+` FROM reviews WHERE id = ANY($1)`, ids[:n])
-			if err != nil {
-				return nil, fmt.Errorf("read reviews: %w", err)
-			}
-			for rows.Next() {
-				r, err := scanRow(rows)
-				if err != nil {
-					rows.Close()
-					return nil, fmt.Errorf("read reviews: %w", err)
-				}
-				if reflects(r, target[r.ID]) {
-					delete(pending, r.ID)
+			n := min(len(ids), lookupChunk)
+			err := r.Store.RowsByID(ctx, ids[:n], func(row *Row) error {
+				if reflects(row, target[row.ID]) {
+					delete(pending, row.ID)
 					prog.Add(1)
 				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return nil, fmt.Errorf("read reviews: %w", err)
+				return nil
+			})
+			if err != nil {
+				return nil, err
 			}
 			ids = ids[n:]
 		}
-		if len(pending) == 0 || time.Now().After(deadline) {
+		if len(pending) == 0 || r.now().After(deadline) {
 			return pending, nil
 		}
-		if err := sleepCtx(ctx, pollEvery); err != nil {
+		if err := r.sleep(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -198,7 +221,7 @@ func awaitRepairs(ctx context.Context, db *pgxpool.Pool, target map[string]slot,
 
 // reflects reports whether row shows the change of sl, or one that
 // outranks it (a newer change that reached the store meanwhile).
-func reflects(r *storeRow, sl slot) bool {
+func reflects(r *Row, sl slot) bool {
 	if classify(&sl, r).kind == "" {
 		return true
 	}

@@ -1,4 +1,4 @@
-package cli
+package reconcile
 
 import (
 	"fmt"
@@ -11,25 +11,26 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
+	"github.com/reviewpipe/reviewpipe/services/reviewctl/internal/testlog"
 )
 
 func TestFold(t *testing.T) {
 	reg := provider.Default()
 	msgs := []kafka.Message{
-		rawMessage("a", 1, false, "first", "e1"),
-		rawMessage("a", 3, false, "third", "e2"),
-		rawMessage("a", 2, false, "second, late", "e3"), // stale
-		rawMessage("a", 3, false, "third", "e4"),        // duplicate
-		rawMessage("b", 1, false, "b1", "e5"),
-		rawMessage("b", 2, true, "", "e6"),    // delete
-		rawMessage("b", 1, false, "b1", "e7"), // older upsert cannot revive it
-		rawMessage("c", 1, false, "c1", "e8"),
+		testlog.RawMessage("a", 1, false, "first", "e1"),
+		testlog.RawMessage("a", 3, false, "third", "e2"),
+		testlog.RawMessage("a", 2, false, "second, late", "e3"), // stale
+		testlog.RawMessage("a", 3, false, "third", "e4"),        // duplicate
+		testlog.RawMessage("b", 1, false, "b1", "e5"),
+		testlog.RawMessage("b", 2, true, "", "e6"),    // delete
+		testlog.RawMessage("b", 1, false, "b1", "e7"), // older upsert cannot revive it
+		testlog.RawMessage("c", 1, false, "c1", "e8"),
 		{Key: []byte("generic:zz"), Value: []byte(`not json`)},
 	}
-	bad := rawMessage("d", 1, false, "d", "e9")
+	bad := testlog.RawMessage("d", 1, false, "d", "e9")
 	bad.Key = []byte("generic:other") // key is not the canonical id
 	msgs = append(msgs, bad)
-	f := newFolder(reg, nil, t0)
+	f := newFolder(reg, nil, testlog.T0)
 	for i := range msgs {
 		msgs[i].Offset = int64(i)
 		f.add(&msgs[i])
@@ -59,7 +60,7 @@ func TestFold(t *testing.T) {
 		}
 	}
 	// Only one provider's keys.
-	g := newFolder(reg, []string{"cinescore"}, t0)
+	g := newFolder(reg, []string{"cinescore"}, testlog.T0)
 	for i := range msgs {
 		g.add(&msgs[i])
 	}
@@ -72,16 +73,16 @@ func TestFold(t *testing.T) {
 // version with other content is won by the greater entry in dedupe's order.
 func TestFoldConflictWinner(t *testing.T) {
 	reg := provider.Default()
-	m1 := rawMessage("a", 4, false, "one variant", "e1")
-	m2 := rawMessage("a", 4, false, "another variant", "e2")
-	ev1, _, _ := normalizeRecord(reg, &m1, t0)
-	ev2, _, _ := normalizeRecord(reg, &m2, t0)
+	m1 := testlog.RawMessage("a", 4, false, "one variant", "e1")
+	m2 := testlog.RawMessage("a", 4, false, "another variant", "e2")
+	ev1, _, _ := normalize(reg, &m1, testlog.T0)
+	ev2, _, _ := normalize(reg, &m2, testlog.T0)
 	want := dedupe.EntryOf(ev1, 0)
 	if e2 := dedupe.EntryOf(ev2, 1); e2.Compare(want) > 0 {
 		want = e2
 	}
 	for _, order := range [][]kafka.Message{{m1, m2}, {m2, m1}} {
-		f := newFolder(reg, nil, t0)
+		f := newFolder(reg, nil, testlog.T0)
 		for i := range order {
 			order[i].Offset = int64(i)
 			f.add(&order[i])
@@ -94,9 +95,9 @@ func TestFoldConflictWinner(t *testing.T) {
 
 func TestVisibleHash(t *testing.T) {
 	ev := review.Event{Op: review.OpUpsert, Review: review.Review{ID: "generic:a", Version: 1,
-		SourceUpdatedAt: t0.Add(1500 * time.Nanosecond)}}
+		SourceUpdatedAt: testlog.T0.Add(1500 * time.Nanosecond)}}
 	r := ev.Review
-	r.SourceUpdatedAt = t0.Add(time.Microsecond)
+	r.SourceUpdatedAt = testlog.T0.Add(time.Microsecond)
 	if visibleHash(ev) != dedupe.HashOf(review.ContentHash(ev.Op, r)) {
 		t.Fatal("visible hash must use the time at microsecond precision")
 	}
@@ -116,7 +117,7 @@ func benchLog(n, keys int) []kafka.Message {
 		if i%10 == 9 {
 			v = max(1, v-1)
 		}
-		out[i] = rawMessage(fmt.Sprintf("r-%010d", k), v, false, body, fmt.Sprintf("evt_%d", i))
+		out[i] = testlog.RawMessage(fmt.Sprintf("r-%010d", k), v, false, body, fmt.Sprintf("evt_%d", i))
 		out[i].Offset = int64(i)
 	}
 	return out
@@ -134,7 +135,7 @@ func BenchmarkFold(b *testing.B) {
 	var f *folder
 	for b.Loop() {
 		if n%len(msgs) == 0 {
-			f = newFolder(reg, nil, t0)
+			f = newFolder(reg, nil, testlog.T0)
 		}
 		f.add(&msgs[n%len(msgs)])
 		n++
@@ -153,7 +154,7 @@ func BenchmarkFoldBytesPerKey(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		f := newFolder(reg, nil, t0)
+		f := newFolder(reg, nil, testlog.T0)
 		for i := range msgs {
 			f.add(&msgs[i])
 		}
