@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +109,7 @@ type Receiver struct {
 	dlq      Writer
 	log      *zap.Logger
 	inflight chan struct{}
+	reading  atomic.Int64 // bodies being read
 	pending  *pendingBytes
 	ids      *webhookIDs
 	now      func() time.Time
@@ -131,6 +133,10 @@ func New(cfg Config, adapters *provider.Registry, raw, dlq Writer, log *zap.Logg
 		Name: "reviewpipe_webhook_in_flight",
 		Help: "Verified deliveries waiting on Kafka now; at RECEIVER_MAX_IN_FLIGHT more are answered 429.",
 	}, func() float64 { return float64(len(r.inflight)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reviewpipe_webhook_reading_bodies",
+			Help: "Requests whose body is being read now (not verified yet; they hold no in-flight slot); each ends within WEBHOOK_BODY_TIMEOUT.",
+		}, func() float64 { return float64(r.reading.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reviewpipe_receiver_kafka_pending_bytes",
 			Help: "Bytes of records handed to Kafka that kafka-go is not done with yet (answered or not); past RECEIVER_MAX_PENDING_BYTES deliveries are answered 503.",
@@ -305,6 +311,8 @@ func (rc *Receiver) deliver(r *http.Request, name string, adapter provider.Adapt
 // set by handle. ok is false when it did not arrive whole: a is then the
 // answer.
 func (rc *Receiver) readBody(r *http.Request) (body []byte, a answer, ok bool) {
+	rc.reading.Add(1)
+	defer rc.reading.Add(-1)
 	// io.ReadAll grows its buffer with what arrives: a client announcing a
 	// large body and sending it slowly costs only what it sent.
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, rc.cfg.MaxBody))
