@@ -26,11 +26,13 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	addr := env.String("RECEIVER_ADDR", "127.0.0.1:8081")
 	adapters := provider.Default()
 	cfg := app.Config{
-		Keys:          map[string][][]byte{},
-		MaxBody:       int64(env.Int("WEBHOOK_MAX_BODY", 1<<20)),
-		MaxInFlight:   env.Int("RECEIVER_MAX_IN_FLIGHT", 256),
-		KafkaDeadline: env.Duration("RECEIVER_KAFKA_DEADLINE", 5*time.Second),
-		Tolerance:     env.Duration("WEBHOOK_TOLERANCE", webhook.DefaultTolerance),
+		Keys:            map[string][][]byte{},
+		MaxBody:         int64(env.Int("WEBHOOK_MAX_BODY", 1<<20)),
+		BodyTimeout:     env.Duration("WEBHOOK_BODY_TIMEOUT", 10*time.Second),
+		MaxInFlight:     env.Int("RECEIVER_MAX_IN_FLIGHT", 256),
+		MaxPendingBytes: int64(env.Int("RECEIVER_MAX_PENDING_BYTES", 64<<20)),
+		KafkaDeadline:   env.Duration("RECEIVER_KAFKA_DEADLINE", 5*time.Second),
+		Tolerance:       env.Duration("WEBHOOK_TOLERANCE", webhook.DefaultTolerance),
 	}
 	for _, name := range adapters.Names() {
 		keys, err := webhook.ParseSecrets(env.String(config.SecretVar(name), ""))

@@ -10,6 +10,7 @@ type metrics struct {
 	duplicates        *prometheus.CounterVec
 	deadLetters       *prometheus.CounterVec
 	signatureFailures *prometheus.CounterVec
+	refusals          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -29,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "reviewpipe_receiver_events_total", Help: "Raw events published to reviews.raw.v1 from webhooks.",
 		}, []string{"provider"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "reviewpipe_webhook_duplicates_total", Help: "Redelivered webhook-ids answered without a second write.",
+			Name: "reviewpipe_webhook_duplicates_total", Help: "Redelivered webhook-ids answered as the first time (2xx, or the same 400) without a second write.",
 		}, []string{"provider"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reviewpipe_dead_letters_total", Help: "Records sent to reviews.dlq.v1, by stage's provider and reason.",
@@ -38,7 +39,11 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		signatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reviewpipe_webhook_signature_failures_total", Help: "Deliveries refused with 401.",
 		}, []string{"provider"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reviewpipe_webhook_refusals_total",
+			Help: "Deliveries refused by a limit, by provider and reason: body_timeout (408), body_too_large (413), in_flight (429), pending_bytes (503 at once), kafka_unavailable (503 after the Kafka deadline or a failed write).",
+		}, []string{"provider", "reason"}),
 	}
-	reg.MustRegister(m.answers, m.latency, m.kafkaWrite, m.events, m.duplicates, m.deadLetters, m.signatureFailures)
+	reg.MustRegister(m.answers, m.latency, m.kafkaWrite, m.events, m.duplicates, m.deadLetters, m.signatureFailures, m.refusals)
 	return m
 }

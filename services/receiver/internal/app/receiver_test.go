@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/reviewpipe/reviewpipe/pkg/envelope"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 	"github.com/reviewpipe/reviewpipe/pkg/webhook"
@@ -37,31 +36,73 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 type fixture struct {
 	stack *testenv.Stack
-	srv   *httptest.Server
+	url   string
 	rc    *Receiver
+	reg   *prometheus.Registry
 }
 
 func newFixture(t *testing.T, brokers []string, cfg Config) *fixture {
 	t.Helper()
+	return newFixtureWith(t, fixtureOpts{brokers: brokers, cfg: cfg})
+}
+
+// fixtureOpts configures newFixtureWith; zero values take newFixture's.
+type fixtureOpts struct {
+	brokers []string
+	cfg     Config
+	// writer tunes both Kafka writers (Brokers and Topic are set here).
+	writer kafkax.WriterConfig
+	// now replaces the receiver's clock.
+	now func() time.Time
+	// hung points the writers at a hungBroker instead of brokers.
+	hung bool
+}
+
+// newFixtureWith serves a receiver on 127.0.0.1 with the server every
+// service runs (obs.ListenWith: its read, write and idle timeouts).
+func newFixtureWith(t *testing.T, o fixtureOpts) *fixture {
+	t.Helper()
 	st := testenv.New(t)
-	if brokers == nil {
-		brokers = st.Brokers
+	switch {
+	case o.hung:
+		o.brokers = []string{hungBroker(t, st.Topic(kafkax.TopicRaw), st.Topic(kafkax.TopicDLQ))}
+	case o.brokers == nil:
+		o.brokers = st.Brokers
 	}
-	raw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: st.Topic(kafkax.TopicRaw), MaxAttempts: 3})
-	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: brokers, Topic: st.Topic(kafkax.TopicDLQ), MaxAttempts: 3})
+	wc := o.writer
+	wc.Brokers, wc.Topic = o.brokers, st.Topic(kafkax.TopicRaw)
+	if wc.MaxAttempts == 0 {
+		wc.MaxAttempts = 3
+	}
+	raw := kafkax.NewWriter(wc)
+	wc.Topic = st.Topic(kafkax.TopicDLQ)
+	dlq := kafkax.NewWriter(wc)
 	t.Cleanup(func() { raw.Close(); dlq.Close() })
+	cfg := o.cfg
 	if cfg.Keys == nil {
 		cfg.Keys = map[string][][]byte{"generic": {key1, key2}}
 	}
-	rc, err := New(cfg, provider.Default(), raw, dlq, zap.NewNop(), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	rc, err := New(cfg, provider.Default(), raw, dlq, zap.NewNop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.now != nil {
+		rc.now = o.now
+	}
 	mux := http.NewServeMux()
 	rc.Routes(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &fixture{stack: st, srv: srv, rc: rc}
+	srv, err := obs.ListenWith("127.0.0.1:0", mux, obs.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return &fixture{stack: st, url: "http://" + srv.Addr(), rc: rc, reg: reg}
 }
 
 type delivery struct {
@@ -88,7 +129,7 @@ func (f *fixture) send(t *testing.T, d delivery) (int, map[string]any, http.Head
 	if d.key == nil {
 		d.key = key1
 	}
-	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/webhooks/"+d.provider, strings.NewReader(d.body))
+	req, _ := http.NewRequest(http.MethodPost, f.url+"/webhooks/"+d.provider, strings.NewReader(d.body))
 	req.Header.Set("Content-Type", d.contentType)
 	webhook.SetHeaders(req.Header, d.key, d.id, d.ts, []byte(d.body))
 	if d.edit != nil {
@@ -293,7 +334,7 @@ func TestRedeliveryAndBatch(t *testing.T) {
 		}
 	}
 	over := `{"events":[` + strings.TrimSuffix(strings.Repeat(event("o", 1)+",", provider.MaxEventsPerDelivery+1), ",") + `]}`
-	if code, out, _ := (&fixture{stack: f.stack, srv: f.srv}).send(t, delivery{id: "too-many", body: over}); code != 400 && code != 413 {
+	if code, out, _ := (&fixture{stack: f.stack, url: f.url}).send(t, delivery{id: "too-many", body: over}); code != 400 && code != 413 {
 		t.Fatalf("501 events: got %d %v, want 400", code, out)
 	}
 }
@@ -312,49 +353,4 @@ func TestKafkaDownAnswers503(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("503 took %s, want it within the deadline", d)
 	}
-}
-
-func TestInFlightLimit(t *testing.T) {
-	f := newFixture(t, nil, Config{MaxInFlight: 1})
-	// Hold the only slot with a delivery whose body never finishes. It is
-	// written on a raw connection, so its headers reach the server now (an
-	// http.Client may keep them buffered until the body ends), and the
-	// connection is closed before the server, whose Close waits for it.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h := http.Header{}
-	webhook.SetHeaders(h, key1, "slow", time.Now(), []byte("{}"))
-	head := "POST /webhooks/generic HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
-	for k := range h {
-		head += k + ": " + h.Get(k) + "\r\n"
-	}
-	if _, err := conn.Write([]byte(head + "\r\n{")); err != nil {
-		t.Fatal(err)
-	}
-	// Only once it holds the slot: sent at once, the next delivery could
-	// take the slot first and the slow one be answered 429 instead.
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if n := len(f.rc.inflight); n != 1 {
-			return testenv.Errorf("%d deliveries in flight, want the slow one", n)
-		}
-		return nil
-	})
-	testenv.Eventually(t, 10*time.Second, func() error {
-		code, _, h := f.send(t, delivery{id: "second", body: event("x", 1)})
-		if code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
-			return testenv.Errorf("got %d, want 429 with Retry-After", code)
-		}
-		return nil
-	})
-	// Once the slow delivery ends, the slot is free again.
-	conn.Close()
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if code, _, _ := f.send(t, delivery{id: "third", body: event("y", 1)}); code != http.StatusOK {
-			return testenv.Errorf("got %d after the slot was freed, want 200", code)
-		}
-		return nil
-	})
 }
