@@ -48,9 +48,11 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		zap.String("topic_namespace", common.TopicNamespace))
 
 	names := kafkax.Names{Namespace: common.TopicNamespace}
-	raw := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicRaw), MaxAttempts: 3})
+	// Eager writers: a delivery on a quiet receiver is sent at once (no
+	// linger), and those that come while a request is out share the next.
+	raw := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicRaw), MaxAttempts: 3})
 	defer raw.Close()
-	dlq := kafkax.NewWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ), MaxAttempts: 3})
+	dlq := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ), MaxAttempts: 3})
 	defer dlq.Close()
 
 	reg := obs.NewRegistry()
