@@ -30,13 +30,18 @@ type instance struct {
 // edit may change its writers.
 func start(t *testing.T, st *testenv.Stack, name string, edit func(*Writers)) *instance {
 	t.Helper()
-	outputs := func() (Writers, func() error) {
+	return startWith(t, st, name, func() (Writers, func() error) {
 		w, closeWriters := NewWriters(st.Brokers, st.Names)
 		if edit != nil {
 			edit(&w)
 		}
 		return w, closeWriters
-	}
+	})
+}
+
+// startWith runs a processor whose workers write through outputs.
+func startWith(t *testing.T, st *testenv.Stack, name string, outputs Outputs) *instance {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).With(zap.String("instance", name))
 	p, err := New(Config{Brokers: st.Brokers, Names: st.Names, RestoreStall: 20 * time.Second}, provider.Default(), outputs, log, reg)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -350,4 +351,78 @@ func TestWriteFailureRetriesTheSameBatch(t *testing.T) {
 	if n := len(readAll(t, st.Brokers, st.Topic(kafkax.TopicDLQ))); n != 0 {
 		t.Fatalf("%d dead letters for a transient failure", n)
 	}
+}
+
+// lateWriter stands in for kafka-go's writer at its worst: a write whose
+// caller gave up is still sent, later (kafka-go keeps the queued records
+// of an abandoned write). wait returns once every write it took is sent.
+type lateWriter struct {
+	w     Writer
+	delay time.Duration
+	calls chan struct{}
+	wg    sync.WaitGroup
+}
+
+func (l *lateWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	l.wg.Add(1)
+	done := make(chan error, 1)
+	go func() {
+		defer l.wg.Done()
+		select {
+		case l.calls <- struct{}{}:
+		default:
+		}
+		time.Sleep(l.delay) // a slow broker, not a wait for a condition
+		done <- l.w.WriteMessages(context.Background(), msgs...)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A member that loses partitions mid-batch, while its output writes are
+// still on their way, has them written before the next owner restores and
+// resends: per key, no change older than one already emitted
+// (checkNormalized). Without the worker closing its writers before the
+// member rejoins, the old owner's late v1 and v2 land after the new
+// owner's resent v2.
+func TestRevokedPartitionStopsWritingBeforeTheNextOwner(t *testing.T) {
+	st := testenv.New(t)
+	calls := make(chan struct{}, 64)
+	a := startWith(t, st, "a", func() (Writers, func() error) {
+		w, closeWriters := NewWriters(st.Brokers, st.Names)
+		late := &lateWriter{w: w.Normalized, delay: 3 * time.Second, calls: calls}
+		w.Normalized = late
+		return w, func() error {
+			late.wg.Wait()
+			return closeWriters()
+		}
+	})
+	s := newStream()
+	ks := keys("f", 24)
+	for _, id := range ks {
+		s.add(t, id, upsert(id, 1, 5))
+		s.add(t, id, upsert(id, 2, 6))
+	}
+	produce(t, st, s.msgs...)
+	select {
+	case <-calls:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first member never wrote its outputs")
+	}
+	// a's output writes are on their way; b joins, and the rebalance
+	// gives it some of a's partitions mid-batch.
+	b := start(t, st, "b", nil)
+	waitLagZero(t, st, 120*time.Second)
+	if b.metric(t, "reviewpipe_processor_records_in_total") == 0 {
+		t.Fatal("the second member took no partition: nothing was handed over")
+	}
+	if a.metric(t, "reviewpipe_processor_records_out_total") != 0 {
+		t.Logf("the first member finished %v records before it gave its partitions up",
+			a.metric(t, "reviewpipe_processor_records_out_total"))
+	}
+	checkNormalized(t, st, s)
 }
