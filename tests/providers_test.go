@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 )
 
@@ -37,14 +35,7 @@ func envKeys(env map[string]any) []string {
 // receiver and the simulator a webhook secret of a provider that is not
 // registered, or lacks one of a registered provider.
 func TestComposeHasASecretPerProvider(t *testing.T) {
-	b, err := os.ReadFile("../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c compose
-	if err := yaml.Unmarshal(b, &c); err != nil {
-		t.Fatalf("docker-compose.yml is not valid YAML: %v", err)
-	}
+	c := readCompose(t)
 	want := slices.Sorted(slices.Values(provider.SecretVars()))
 	for _, svc := range []string{"receiver", "simulator"} {
 		s, ok := c.Services[svc]
