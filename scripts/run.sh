@@ -20,7 +20,6 @@ SERVICES=(
   "poller POLLER_ADDR 127.0.0.1:8082"
   "analytics ANALYTICS_ADDR 127.0.0.1:8085"
 )
-PROVIDERS=(generic cinescore reelpulse)
 
 declare -A PIDS=()
 STOPPING=0
@@ -60,11 +59,14 @@ echo $$ >"$RUN_DIR/run.pid"
 stack_up
 
 # Webhook secrets shared by the simulator (which signs) and the receiver
-# (which verifies): taken from the environment, else made once and kept.
+# (which verifies): taken from the environment, else made once and kept. One
+# per registered provider: the registry (pkg/provider) names their variables.
+SECRET_VARS_TEXT=$("$ROOT/bin/reviewctl" providers --secret-vars) && [[ -n $SECRET_VARS_TEXT ]] ||
+  die "bin/reviewctl providers --secret-vars listed no providers (make build first)"
+mapfile -t SECRET_VARS <<<"$SECRET_VARS_TEXT"
 SECRETS=$RUN_DIR/secrets.env
 touch "$SECRETS"; chmod 600 "$SECRETS"
-for p in "${PROVIDERS[@]}"; do
-  var=WEBHOOK_SECRET_$(tr 'a-z-' 'A-Z_' <<<"$p")
+for var in "${SECRET_VARS[@]}"; do
   if [[ -z ${!var:-} ]]; then
     if ! grep -q "^$var=" "$SECRETS"; then
       echo "$var=whsec_$(head -c 24 /dev/urandom | base64)" >>"$SECRETS"
@@ -137,9 +139,7 @@ done
   echo "POLL_INTERVAL=$POLL_INTERVAL"
   echo "OPS_TOKEN=$OPS_TOKEN"
   [[ -n ${TOPIC_NAMESPACE:-} ]] && echo "TOPIC_NAMESPACE=$TOPIC_NAMESPACE"
-  for p in "${PROVIDERS[@]}"; do
-    var=WEBHOOK_SECRET_$(tr 'a-z-' 'A-Z_' <<<"$p"); echo "$var=${!var}"
-  done
+  for var in "${SECRET_VARS[@]}"; do echo "$var=${!var}"; done
 } >"$RUN_DIR/env.tmp"
 chmod 600 "$RUN_DIR/env.tmp"
 mv "$RUN_DIR/env.tmp" "$RUN_DIR/env"

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 	"github.com/reviewpipe/reviewpipe/pkg/webhook"
 )
@@ -29,7 +30,11 @@ var testSecret = []byte("e2e-test-webhook-key-0123456789")
 
 func secretEnv() []string {
 	s := webhook.FormatSecret(testSecret)
-	return []string{"WEBHOOK_SECRET_GENERIC=" + s, "WEBHOOK_SECRET_CINESCORE=" + s, "WEBHOOK_SECRET_REELPULSE=" + s}
+	var out []string
+	for _, v := range provider.SecretVars() {
+		out = append(out, v+"="+s)
+	}
+	return out
 }
 
 func postWebhook(t *testing.T, receiver, providerName, id, body string, key []byte) int {

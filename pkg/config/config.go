@@ -114,11 +114,17 @@ func (e *Env) Bool(name string, def bool) bool {
 // Err returns every error recorded so far, joined, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
 
-// SecretVar returns the variable holding a provider's webhook secrets:
-// WEBHOOK_SECRET_<PROVIDER>, upper-cased, '-' as '_'.
-func SecretVar(provider string) string {
-	return "WEBHOOK_SECRET_" + strings.ToUpper(strings.ReplaceAll(provider, "-", "_"))
+// EnvSuffix is a provider's name as it ends a per-provider variable
+// (WEBHOOK_SECRET_<PROVIDER>, POLL_RATE_<PROVIDER>, ...): upper-cased, '-'
+// as '_'. Every per-provider variable is named through it, so a provider
+// has one spelling in the environment.
+func EnvSuffix(provider string) string {
+	return strings.ToUpper(strings.ReplaceAll(provider, "-", "_"))
 }
+
+// SecretVar returns the variable holding a provider's webhook secrets:
+// WEBHOOK_SECRET_<PROVIDER> (EnvSuffix).
+func SecretVar(provider string) string { return "WEBHOOK_SECRET_" + EnvSuffix(provider) }
 
 // Mask hides all but a secret's first 6 characters, for logging configs.
 func Mask(s string) string {

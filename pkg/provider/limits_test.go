@@ -101,6 +101,11 @@ func TestFieldLimitsAtTheEdge(t *testing.T) {
 			"body": func(v string) []byte { return reelpulseChange(func(p map[string]any) { p["content"] = v }) },
 		},
 	}
+	for _, name := range provider.Default().Names() {
+		if setters[name] == nil {
+			t.Errorf("registered provider %q has no field setters here: its limits are untested", name)
+		}
+	}
 	limits := []struct {
 		field string
 		max   int

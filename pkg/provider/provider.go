@@ -10,7 +10,6 @@
 package provider
 
 import (
-	"sort"
 	"unicode/utf8"
 
 	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
@@ -75,45 +74,11 @@ func refusesDelivery(err error) bool {
 	return err != nil && ReasonOf(err) != ReasonFieldTooLong
 }
 
-// Registry finds adapters by provider name. It is read-only after
-// construction and safe for concurrent use.
-type Registry struct{ m map[string]Adapter }
-
-// NewRegistry returns a registry of the given adapters.
-func NewRegistry(adapters ...Adapter) *Registry {
-	r := &Registry{m: make(map[string]Adapter, len(adapters))}
-	for _, a := range adapters {
-		r.m[a.Name()] = a
-	}
-	return r
-}
-
-// Get returns the adapter for name, or false.
-func (r *Registry) Get(name string) (Adapter, bool) {
-	a, ok := r.m[name]
-	return a, ok
-}
-
-// Names lists the registered providers, sorted.
-func (r *Registry) Names() []string {
-	out := make([]string, 0, len(r.m))
-	for n := range r.m {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // MaxEventsPerDelivery bounds the events of one delivery (CONTRACT §2).
 const MaxEventsPerDelivery = 500
 
 // MaxBodyChars bounds a review body: at most 100 KB (review.MaxBodyBytes).
 const MaxBodyChars = review.MaxBodyBytes
-
-// Default returns the registry of every provider reviewpipe knows.
-func Default() *Registry {
-	return NewRegistry(Generic{}, Cinescore{}, Reelpulse{})
-}
 
 // sentTexts are a review's texts as the provider sent them, before
 // review.CleanText: the limits apply to what was sent.

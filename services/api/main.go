@@ -15,6 +15,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/pgstore"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/runner"
 	"github.com/reviewpipe/reviewpipe/services/api/internal/app"
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
@@ -27,7 +28,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	addr := env.String("API_ADDR", "127.0.0.1:8080")
 	names := kafkax.Names{Namespace: common.TopicNamespace}
 	cfg := app.Config{
-		Providers:          env.List("PROVIDERS", "generic,cinescore,reelpulse"),
+		Providers:          env.List("PROVIDERS", strings.Join(provider.Default().Names(), ",")),
 		Objective:          env.Duration("FRESHNESS_OBJECTIVE", 60*time.Second),
 		Objectives:         map[string]time.Duration{},
 		CollapseWindow:     env.Duration("REFRESH_COLLAPSE_WINDOW", 30*time.Second),
@@ -48,7 +49,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		Names:              names,
 	}
 	for _, p := range cfg.Providers {
-		name := "FRESHNESS_OBJECTIVE_" + strings.ToUpper(strings.ReplaceAll(p, "-", "_"))
+		name := "FRESHNESS_OBJECTIVE_" + config.EnvSuffix(p)
 		if d := env.Duration(name, 0); d != 0 {
 			cfg.Objectives[p] = d
 		}

@@ -52,7 +52,7 @@ func readSettings(env *config.Env, adapters *provider.Registry) (settings, error
 	}
 	var errs []error
 	for _, n := range names {
-		up := app.EnvSuffix(n)
+		up := config.EnvSuffix(n)
 		if !slices.Contains(known, n) {
 			errs = append(errs, fmt.Errorf("POLL_PROVIDERS names %q, which has no adapter or polling client (known: %s)",
 				n, strings.Join(known, ", ")))

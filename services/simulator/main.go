@@ -1,5 +1,5 @@
-// Command simulator stands in for the third-party review providers
-// (generic, cinescore, reelpulse): their polling APIs with pagination and
+// Command simulator stands in for the third-party review providers (every
+// provider registered in pkg/provider): their polling APIs with pagination and
 // rate limits, their signed webhooks to the receiver, a control API to
 // change catalogues, inject faults and read the expected truth, and a
 // trickle of generated changes. See docs/providers.md.
@@ -8,17 +8,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/config"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/runner"
 	"github.com/reviewpipe/reviewpipe/pkg/webhook"
 	"github.com/reviewpipe/reviewpipe/services/simulator/internal/app"
-	"github.com/reviewpipe/reviewpipe/services/simulator/internal/generator"
 	"github.com/reviewpipe/reviewpipe/services/simulator/internal/webhooks"
 )
 
@@ -44,12 +43,12 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		GiveUp:      env.Duration("SIMULATOR_WEBHOOK_GIVE_UP", 10*time.Minute),
 	}
 	var unsigned []string
-	for _, p := range generator.Providers {
-		suffix := strings.ToUpper(p)
-		cfg.RateLimits[p] = env.Float("SIMULATOR_RATE_LIMIT_"+suffix, app.DefaultRateLimits[p])
-		keys, err := webhook.ParseSecrets(env.String(config.SecretVar(p), ""))
+	for _, r := range provider.Registered() {
+		p := r.Name()
+		cfg.RateLimits[p] = env.Float("SIMULATOR_RATE_LIMIT_"+config.EnvSuffix(p), r.RateLimit)
+		keys, err := webhook.ParseSecrets(env.String(r.SecretVar(), ""))
 		if err != nil {
-			return fmt.Errorf("%s: %w", config.SecretVar(p), err)
+			return fmt.Errorf("%s: %w", r.SecretVar(), err)
 		}
 		if len(keys) == 0 {
 			unsigned = append(unsigned, p)

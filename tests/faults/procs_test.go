@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 	"github.com/reviewpipe/reviewpipe/pkg/webhook"
 )
@@ -20,7 +21,11 @@ var testSecret = []byte("faults-webhook-key-0123456789abc")
 
 func secretEnv() []string {
 	s := webhook.FormatSecret(testSecret)
-	return []string{"WEBHOOK_SECRET_GENERIC=" + s, "WEBHOOK_SECRET_CINESCORE=" + s, "WEBHOOK_SECRET_REELPULSE=" + s}
+	var out []string
+	for _, v := range provider.SecretVars() {
+		out = append(out, v+"="+s)
+	}
+	return out
 }
 
 // proc is one service of bin/ run as a process, restartable on the same

@@ -14,6 +14,7 @@ import (
 
 	"github.com/reviewpipe/reviewpipe/bench/internal/stack"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/webhook"
 )
 
@@ -75,7 +76,10 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	}
 	key := []byte("bench-webhook-key-0123456789abcdef")
 	secret := webhook.FormatSecret(key)
-	secrets := []string{"WEBHOOK_SECRET_GENERIC=" + secret, "WEBHOOK_SECRET_CINESCORE=" + secret, "WEBHOOK_SECRET_REELPULSE=" + secret}
+	var secrets []string
+	for _, v := range provider.SecretVars() {
+		secrets = append(secrets, v+"="+secret)
+	}
 	extra := append([]string{}, cfg.ServiceEnv...)
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "PPROF=true")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
@@ -30,7 +31,8 @@ import (
 // Config configures the API. Zero values take the defaults noted.
 type Config struct {
 	// Providers are the providers every answer reports on, whether or
-	// not the poller has written their health yet.
+	// not the poller has written their health yet (default: every
+	// registered provider, pkg/provider).
 	Providers []string
 	// Objective is the default freshness objective (60s): a provider
 	// whose last successful sync is older makes answers stale.
@@ -89,7 +91,7 @@ type Config struct {
 // Validate fills defaults and checks the config.
 func (c *Config) Validate() error {
 	if len(c.Providers) == 0 {
-		c.Providers = []string{"generic", "cinescore", "reelpulse"}
+		c.Providers = provider.Default().Names()
 	}
 	if c.Objective == 0 {
 		c.Objective = 60 * time.Second

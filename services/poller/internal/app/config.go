@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/reviewpipe/reviewpipe/pkg/config"
 )
 
 // ProviderConfig is one provider the poller syncs.
@@ -125,7 +127,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, p := range c.Providers {
-		up := EnvSuffix(p.Name)
+		up := config.EnvSuffix(p.Name)
 		if seen[p.Name] {
 			return fmt.Errorf("POLL_PROVIDERS names %s twice", p.Name)
 		}
@@ -142,20 +144,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
-}
-
-// EnvSuffix is a provider's name in variable names: upper-cased, '-' as '_'.
-func EnvSuffix(provider string) string {
-	b := []byte(provider)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		case c == '-':
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/reviewpipe/reviewpipe/pkg/config"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/services/poller/internal/feed"
 	"github.com/reviewpipe/reviewpipe/services/poller/internal/store"
@@ -65,7 +66,7 @@ func New(cfg Config, adapters *provider.Registry, st *store.Store, raw, dlq Writ
 			UserAgent: "reviewpipe-poller/" + cfg.Holder,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("PROVIDER_URL_%s: %w", EnvSuffix(pc.Name), err)
+			return nil, fmt.Errorf("PROVIDER_URL_%s: %w", config.EnvSuffix(pc.Name), err)
 		}
 		f, err := feed.New(pc.Name, c)
 		if err != nil {

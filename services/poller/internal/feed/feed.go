@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/reviewpipe/reviewpipe/pkg/provider"
 )
 
 // Query says which page of a feed or listing to fetch.
@@ -68,36 +70,40 @@ type Feed interface {
 	DefaultPageSize() int
 }
 
+// clients are the polling API clients, by provider name: a provider's
+// client is written beside the others in providers.go and keyed here. A
+// test fails while a registered provider (pkg/provider) has none, or a
+// client has no registered provider.
+var clients = map[string]func(*Client) Feed{
+	"generic":   func(c *Client) Feed { return &Generic{c: c} },
+	"cinescore": func(c *Client) Feed { return &Cinescore{c: c} },
+	"reelpulse": func(c *Client) Feed { return &Reelpulse{c: c} },
+}
+
 // New returns the feed of the named provider on client.
 func New(name string, c *Client) (Feed, error) {
-	switch name {
-	case "generic":
-		return &Generic{c: c}, nil
-	case "cinescore":
-		return &Cinescore{c: c}, nil
-	case "reelpulse":
-		return &Reelpulse{c: c}, nil
+	if mk, ok := clients[name]; ok {
+		return mk(c), nil
 	}
 	return nil, fmt.Errorf("provider %q has no polling API client (known: %v)", name, Known())
 }
 
-// Known lists the providers whose polling APIs this package speaks.
+// Known lists the providers whose polling APIs this package speaks, sorted.
 func Known() []string {
-	out := []string{"generic", "cinescore", "reelpulse"}
+	out := make([]string, 0, len(clients))
+	for n := range clients {
+		out = append(out, n)
+	}
 	sort.Strings(out)
 	return out
 }
 
 // PublishedLimit is the provider's published rate limit in requests per
-// second (docs/providers.md), the default of POLL_RATE_<PROVIDER>.
+// second (its registration in pkg/provider), the default of
+// POLL_RATE_<PROVIDER>; 1 for a provider that is not registered.
 func PublishedLimit(name string) float64 {
-	switch name {
-	case "generic":
-		return 20
-	case "cinescore":
-		return 10
-	case "reelpulse":
-		return 5
+	if r, ok := provider.Lookup(name); ok {
+		return r.RateLimit
 	}
 	return 1
 }

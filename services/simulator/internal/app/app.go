@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,15 +26,12 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/simulator/internal/webhooks"
 )
 
-// DefaultRateLimits are the providers' published limits, requests per second.
-var DefaultRateLimits = map[string]float64{"generic": 20, "cinescore": 10, "reelpulse": 5}
-
 // Config is the simulator's configuration below main.
 type Config struct {
 	// APIKey is the bearer key the polling APIs accept.
 	APIKey string
-	// RateLimits are the published limits per provider (DefaultRateLimits
-	// for a provider missing here).
+	// RateLimits are the published limits per provider (the provider's
+	// registered RateLimit for a provider missing here).
 	RateLimits map[string]float64
 	// Seed seeds the trickle's generator.
 	Seed uint64
@@ -121,24 +119,46 @@ func New(cfg Config, sender *webhooks.Sender, log *zap.Logger, reg prometheus.Re
 		}, []string{"provider", "op", "origin"}),
 	}
 	reg.MustRegister(a.requests, a.changes)
-	adapters := provider.Default()
-	for _, name := range generator.Providers {
-		ad, ok := adapters.Get(name)
-		if !ok {
-			return nil, fmt.Errorf("no adapter for provider %s", name)
+	for _, r := range provider.Registered() {
+		name := r.Name()
+		if err := simulated(name); err != nil {
+			return nil, err
 		}
-		cat, err := catalog.New(ad, cfg.Now)
+		cat, err := catalog.New(r.Adapter, cfg.Now)
 		if err != nil {
 			return nil, err
 		}
 		limit := cfg.RateLimits[name]
 		if limit == 0 {
-			limit = DefaultRateLimits[name]
+			limit = r.RateLimit
 		}
 		a.sims[name] = &sim{name: name, cat: cat, bucket: ratelimit.New(limit, cfg.Now), published: limit, stats: newAPIStats(cfg.Now), epoch: newEpoch()}
 		a.names = append(a.names, name)
 	}
 	return a, nil
+}
+
+// simulated checks that every part of a provider's simulator shape
+// exists (docs/providers.md, "Adding a provider"), so a provider registered
+// without one stops the simulator at start rather than at its first request.
+func simulated(name string) error {
+	var missing []string
+	if !catalog.Simulates(name) {
+		missing = append(missing, "its events (catalog natives)")
+	}
+	if !generator.Styled(name) {
+		missing = append(missing, "its ids and URLs (generator styles)")
+	}
+	if _, ok := webhookBodies[name]; !ok {
+		missing = append(missing, "its webhook body (app webhookBodies)")
+	}
+	if _, ok := pollingAPIs[name]; !ok {
+		missing = append(missing, "its polling API (app pollingAPIs)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("provider %q is registered but the simulator lacks %s", name, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // Catalog returns a provider's catalogue (for tests and the trickle).

@@ -26,11 +26,14 @@ import (
 
 const apiKey = "test-key"
 
-var signingKeys = map[string][]byte{
-	"generic":   []byte("generic-key"),
-	"cinescore": []byte("cinescore-key"),
-	"reelpulse": []byte("reelpulse-key"),
-}
+// signingKeys are "<provider>-key" for every registered provider.
+var signingKeys = func() map[string][]byte {
+	m := map[string][]byte{}
+	for _, r := range provider.Registered() {
+		m[r.Name()] = []byte(r.Name() + "-key")
+	}
+	return m
+}()
 
 // delivery is one webhook attempt the test receiver saw.
 type delivery struct {

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/reviewpipe/reviewpipe/pkg/config"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
@@ -103,8 +104,8 @@ func (a *App) postReview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Webhook && !a.sender.HasKey(req.Provider) {
-		obs.WriteError(w, http.StatusBadRequest, fmt.Sprintf("cannot send a webhook for %s: WEBHOOK_SECRET_%s is not set",
-			req.Provider, upper(req.Provider)))
+		obs.WriteError(w, http.StatusBadRequest, fmt.Sprintf("cannot send a webhook for %s: %s is not set",
+			req.Provider, config.SecretVar(req.Provider)))
 		return
 	}
 	e, id, err := a.apply(req.Provider, catalog.Change{Op: catalog.Op(req.Op), Data: *req.Review}, req.Webhook, "control")
@@ -134,19 +135,6 @@ func (a *App) postReview(w http.ResponseWriter, r *http.Request) {
 		res.WebhookID = &id
 	}
 	obs.WriteJSON(w, http.StatusOK, res)
-}
-
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		case c == '-':
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }
 
 // TruthResponse answers GET /control/truth.

@@ -10,18 +10,25 @@ import (
 )
 
 // deliveryBody wraps one change's event as the provider's webhook body
-// (docs/providers.md): generic sends the bare event, cinescore an object
-// with "notifications", reelpulse a bare array. The event's bytes are put in
-// untouched.
+// (docs/providers.md); the event's bytes are put in untouched.
 func deliveryBody(name, id string, e catalog.Entry, now time.Time) ([]byte, error) {
-	switch name {
-	case "generic":
-		return e.Event, nil
-	case "cinescore":
-		return json.Marshal(provider.CinescoreDelivery{DeliveryID: id, SentMs: now.UnixMilli(),
-			Notifications: []json.RawMessage{e.Event}})
-	case "reelpulse":
-		return json.Marshal([]json.RawMessage{e.Event})
+	wrap, ok := webhookBodies[name]
+	if !ok {
+		return nil, fmt.Errorf("no webhook shape for provider %q", name)
 	}
-	return nil, fmt.Errorf("no webhook shape for provider %q", name)
+	return wrap(id, e.Event, now)
+}
+
+// webhookBodies are the providers' webhook bodies around one event, by
+// name: generic sends the bare event, cinescore an object with
+// "notifications", reelpulse a bare array.
+var webhookBodies = map[string]func(id string, event json.RawMessage, now time.Time) ([]byte, error){
+	"generic": func(_ string, ev json.RawMessage, _ time.Time) ([]byte, error) { return ev, nil },
+	"cinescore": func(id string, ev json.RawMessage, now time.Time) ([]byte, error) {
+		return json.Marshal(provider.CinescoreDelivery{DeliveryID: id, SentMs: now.UnixMilli(),
+			Notifications: []json.RawMessage{ev}})
+	},
+	"reelpulse": func(_ string, ev json.RawMessage, _ time.Time) ([]byte, error) {
+		return json.Marshal([]json.RawMessage{ev})
+	},
 }

@@ -16,15 +16,38 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/simulator/internal/catalog"
 )
 
-// The polling APIs of docs/providers.md.
+// The polling APIs of docs/providers.md, each behind guard.
 func (a *App) providerRoutes(mux *http.ServeMux) {
-	g, c, r := a.sims["generic"], a.sims["cinescore"], a.sims["reelpulse"]
-	mux.Handle("/providers/generic/v1/changes", a.guard(g, a.genericChanges(g)))
-	mux.Handle("/providers/generic/v1/movies/{imdb_id}/reviews", a.guard(g, a.genericMovie(g)))
-	mux.Handle("/providers/cinescore/api/v2/critiques", a.guard(c, a.cinescoreChanges(c)))
-	mux.Handle("/providers/cinescore/api/v2/films/{imdb}/critiques", a.guard(c, a.cinescoreFilm(c)))
-	mux.Handle("/providers/reelpulse/v3/changes", a.guard(r, a.reelpulseChanges(r)))
-	mux.Handle("/providers/reelpulse/v3/titles/{imdb}/posts", a.guard(r, a.reelpulseTitle(r)))
+	for _, name := range a.names {
+		s := a.sims[name]
+		for pattern, h := range pollingAPIs[name](a, s) {
+			mux.Handle(pattern, a.guard(s, h))
+		}
+	}
+}
+
+// pollingAPIs are the providers' polling APIs, by name: each gives its
+// handlers by route pattern (its change feed and its listing of one
+// movie). A test fails while a registered provider has none.
+var pollingAPIs = map[string]func(a *App, s *sim) map[string]http.HandlerFunc{
+	"generic": func(a *App, s *sim) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{
+			"/providers/generic/v1/changes":                  a.genericChanges(s),
+			"/providers/generic/v1/movies/{imdb_id}/reviews": a.genericMovie(s),
+		}
+	},
+	"cinescore": func(a *App, s *sim) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{
+			"/providers/cinescore/api/v2/critiques":              a.cinescoreChanges(s),
+			"/providers/cinescore/api/v2/films/{imdb}/critiques": a.cinescoreFilm(s),
+		}
+	},
+	"reelpulse": func(a *App, s *sim) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{
+			"/providers/reelpulse/v3/changes":             a.reelpulseChanges(s),
+			"/providers/reelpulse/v3/titles/{imdb}/posts": a.reelpulseTitle(s),
+		}
+	},
 }
 
 // badParam is a query parameter error, answered 400.

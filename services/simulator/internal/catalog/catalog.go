@@ -82,18 +82,31 @@ func New(a provider.Adapter, now func() time.Time) (*Catalog, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	switch a.Name() {
-	case "generic":
-		c.native, c.tick = genericEvent, time.Microsecond
-	case "cinescore":
-		c.native, c.tick = cinescoreEvent, time.Millisecond
-	case "reelpulse":
-		c.native, c.tick = reelpulseEvent, time.Microsecond
-	default:
+	n, ok := natives[a.Name()]
+	if !ok {
 		return nil, fmt.Errorf("catalog: no simulation of provider %q", a.Name())
 	}
+	c.native, c.tick = n.event, n.tick
 	return c, nil
 }
+
+// native is how one provider writes its events (native.go) and the
+// granularity of the times it records.
+type native struct {
+	event nativeFunc
+	tick  time.Duration
+}
+
+// natives are the providers' event writers, by name. A test fails while a
+// registered provider (pkg/provider) has none.
+var natives = map[string]native{
+	"generic":   {genericEvent, time.Microsecond},
+	"cinescore": {cinescoreEvent, time.Millisecond},
+	"reelpulse": {reelpulseEvent, time.Microsecond},
+}
+
+// Simulates reports whether the catalogue can write the provider's events.
+func Simulates(name string) bool { _, ok := natives[name]; return ok }
 
 // Name is the provider's name.
 func (c *Catalog) Name() string { return c.adapter.Name() }

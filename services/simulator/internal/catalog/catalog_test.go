@@ -298,3 +298,14 @@ func TestConcurrentApply(t *testing.T) {
 		}
 	}
 }
+
+// TestNativesAreRegistered fails when the catalogue writes events for a
+// provider that pkg/provider does not register (the other direction is
+// app's TestEveryRegisteredProviderIsSimulated).
+func TestNativesAreRegistered(t *testing.T) {
+	for name := range natives {
+		if _, ok := provider.Lookup(name); !ok {
+			t.Errorf("natives has %q, which is not a registered provider", name)
+		}
+	}
+}

@@ -1,5 +1,5 @@
 // Package generator makes plausible review changes for the simulator's
-// trickle: new reviews, edits and deletes across the three providers and a
+// trickle: new reviews, edits and deletes across the registered providers and a
 // small set of movies. The sequence depends only on the seed, so a run can be
 // reproduced. A Generator is not safe for concurrent use.
 package generator
@@ -30,8 +30,35 @@ var Movies = []Movie{
 	{"tt0038650", "It's a Wonderful Life"}, {"tt0047478", "Shichinin no samurai"},
 }
 
-// Providers are the providers changes go to.
-var Providers = []string{"generic", "cinescore", "reelpulse"}
+// Providers are the providers changes go to: every registered provider
+// (pkg/provider), in registration order, so a seed replays the same steps.
+var Providers = registeredNames()
+
+func registeredNames() []string {
+	var out []string
+	for _, r := range provider.Registered() {
+		out = append(out, r.Name())
+	}
+	return out
+}
+
+// style is how one provider's generated reviews look: its review ids and
+// its review page URLs. A provider's simulator shape includes its style.
+type style struct {
+	newID func(rng *rand.Rand) string
+	url   string // the review's URL, before its id
+}
+
+// styles are the providers' styles, by name. A test fails while a
+// registered provider has none.
+var styles = map[string]style{
+	"generic":   {func(rng *rand.Rand) string { return fmt.Sprintf("gen-%012x", rng.Uint64()>>16) }, "https://generic.example/reviews/"},
+	"cinescore": {func(rng *rand.Rand) string { return fmt.Sprintf("cs-%09d", rng.IntN(1_000_000_000)) }, "https://cinescore.example/critiques/"},
+	"reelpulse": {func(rng *rand.Rand) string { return fmt.Sprintf("rp_%08x", rng.Uint32()) }, "https://reelpulse.example/p/"},
+}
+
+// Styled reports whether the generator knows how the provider's reviews look.
+func Styled(name string) bool { _, ok := styles[name]; return ok }
 
 // Step is one generated change.
 type Step struct {
@@ -83,15 +110,7 @@ func (g *Generator) Next() Step {
 	return st
 }
 
-func (g *Generator) newID(p string) string {
-	switch p {
-	case "cinescore":
-		return fmt.Sprintf("cs-%09d", g.rng.IntN(1_000_000_000))
-	case "reelpulse":
-		return fmt.Sprintf("rp_%08x", g.rng.Uint32())
-	}
-	return fmt.Sprintf("gen-%012x", g.rng.Uint64()>>16)
-}
+func (g *Generator) newID(p string) string { return styles[p].newID(g.rng) }
 
 var (
 	authors   = []string{"Ann Lee", "Bruno Díaz", "Chloé Martin", "Dmitri Volkov", "Emeka Obi", "Fatima Zahra", "Gustav Berg", "Hana Sato", "Ines Costa", "Jamal Reed"}
@@ -125,13 +144,6 @@ func (g *Generator) upsert(p, id string, m Movie) catalog.Change {
 		s := scales[g.rng.IntN(len(scales))]
 		d.Rating = &provider.GenericRating{Value: float64(g.rng.IntN(int(s)*2+1)) / 2, Scale: s}
 	}
-	switch p {
-	case "generic":
-		d.URL = "https://generic.example/reviews/" + id
-	case "cinescore":
-		d.URL = "https://cinescore.example/critiques/" + id
-	case "reelpulse":
-		d.URL = "https://reelpulse.example/p/" + id
-	}
+	d.URL = styles[p].url + id
 	return catalog.Change{Op: catalog.OpUpsert, Data: d, LetterGrade: g.rng.IntN(2) == 0}
 }

@@ -76,3 +76,18 @@ func TestStepsApply(t *testing.T) {
 		}
 	}
 }
+
+// TestStylesAreRegistered fails when the generator styles a provider that
+// pkg/provider does not register, or a registered provider has no style.
+func TestStylesAreRegistered(t *testing.T) {
+	for name := range styles {
+		if _, ok := provider.Lookup(name); !ok {
+			t.Errorf("styles has %q, which is not a registered provider", name)
+		}
+	}
+	for _, p := range Providers {
+		if !Styled(p) {
+			t.Errorf("registered provider %q has no style", p)
+		}
+	}
+}
