@@ -52,6 +52,7 @@ type command struct {
 var commands = []command{
 	{"backfill", "queue a historical pull of a provider (--provider P --since T); backfill status", (*cmd).backfill},
 	{"dlq", "dead letters: list, show ID, redrive [--dry-run] (reviews.dlq.v1)", (*cmd).dlq},
+	{"providers", "list the registered providers (--secret-vars: their WEBHOOK_SECRET_ variables; --json)", (*cmd).providers},
 	{"reconcile", "re-derive the expected state from reviews.raw.v1 and diff it with the store; --apply repairs", (*cmd).reconcile},
 	{"replay", "re-drive raw events of a time window through processing (--from T [--to T] [--provider P])", (*cmd).replay},
 	{"setup", "create the Kafka topics and apply the PostgreSQL migrations (idempotent)", (*cmd).setup},

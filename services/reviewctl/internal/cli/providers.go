@@ -8,10 +8,6 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 )
 
-func init() {
-	register("providers", "list the registered providers (--secret-vars: their WEBHOOK_SECRET_ variables; --json)", runProviders)
-}
-
 // providerInfo is one registered provider as --json prints it.
 type providerInfo struct {
 	Name      string  `json:"name"`
@@ -19,18 +15,18 @@ type providerInfo struct {
 	RateLimit float64 `json:"rate_limit_per_s"`
 }
 
-// runProviders prints the provider registry (pkg/provider) one line each, in
+// providers prints the provider registry (pkg/provider) one line each, in
 // registration order, for scripts that must list providers (scripts/run.sh
 // makes a webhook secret for each). It needs no Kafka or PostgreSQL.
-func runProviders(_ context.Context, args []string, o IO) int {
-	fs := newFlags("providers", "providers [--secret-vars | --json]", o)
+func (c *cmd) providers(_ context.Context, args []string) int {
+	fs := c.newFlags("providers", "providers [--secret-vars | --json]")
 	vars := fs.Bool("secret-vars", false, "print each provider's webhook secret variable instead of its name")
 	asJSON := fs.Bool("json", false, "print name, secret_var and rate_limit_per_s of each provider as a JSON array")
-	if code := parseArgs(fs, args, o); code >= 0 {
+	if code := c.parseArgs(fs, args); code >= 0 {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return o.Errorf("providers takes no arguments, got %q", fs.Args())
+		return c.errorf("providers takes no arguments, got %q", fs.Args())
 	}
 	var out []providerInfo
 	for _, r := range provider.Registered() {
@@ -39,16 +35,16 @@ func runProviders(_ context.Context, args []string, o IO) int {
 	if *asJSON {
 		b, err := json.MarshalIndent(out, "", "  ")
 		if err != nil {
-			return o.Errorf("encode providers: %v", err)
+			return c.errorf("encode providers: %v", err)
 		}
-		fmt.Fprintln(o.Out, string(b))
+		fmt.Fprintln(c.Out, string(b))
 		return ExitOK
 	}
 	for _, p := range out {
 		if *vars {
-			fmt.Fprintln(o.Out, p.SecretVar)
+			fmt.Fprintln(c.Out, p.SecretVar)
 		} else {
-			fmt.Fprintln(o.Out, p.Name)
+			fmt.Fprintln(c.Out, p.Name)
 		}
 	}
 	return ExitOK

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -12,9 +10,8 @@ import (
 
 func TestProvidersListsTheRegistry(t *testing.T) {
 	run := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := Run(context.Background(), append([]string{"providers"}, args...), &out, &errb)
-		return code, out.String(), errb.String()
+		r := run(t, append([]string{"providers"}, args...)...)
+		return r.code, r.stdout, r.stderr
 	}
 	var names, vars []string
 	for _, r := range provider.Registered() {
