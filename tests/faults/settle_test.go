@@ -13,21 +13,11 @@ import (
 
 // endOffsets returns the end offset of every partition of topic.
 func (e *env) endOffsets(ctx context.Context, topic string, partitions int) (map[int]int64, error) {
-	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for p := 0; p < partitions; p++ {
-		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-	}
-	res, err := c.ListOffsets(ctx, req)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := kafkax.EndOffsets(ctx, e.brokers, topic)
 	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	if len(out) != partitions {
 		return nil, fmt.Errorf("end offsets of %s: %d of %d partitions", topic, len(out), partitions)
