@@ -64,12 +64,7 @@ func TestRunGroupKeepsLag(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- kafkax.RunGroup(ctx, cfg, rec.open("a")) }()
-	testenv.Eventually(t, 60*time.Second, func() error {
-		if n := rec.total(); n < 120 {
-			return fmt.Errorf("%d of 120 records handled", n)
-		}
-		return nil
-	})
+	rec.waitHandled(t, 120)
 
 	rec.mu.Lock()
 	want, wantOld := map[string]float64{}, map[string]float64{}

@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/pgoffsets"
 )
 
 // endOffsets returns the end offset of every partition of topic.
@@ -76,27 +77,13 @@ func (e *env) storedLag(ctx context.Context, consumer string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	stored := map[int]int64{}
-	rows, err := e.db.Query(ctx, `SELECT partition, next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2`, consumer, norm)
+	stored, err := pgoffsets.Load(ctx, e.db, consumer, norm)
 	if err != nil {
-		return 0, fmt.Errorf("offsets of %s: %w", consumer, err)
-	}
-	for rows.Next() {
-		var p int
-		var next int64
-		if err := rows.Scan(&p, &next); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		stored[p] = next
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("offsets of %s: %w", consumer, err)
+		return 0, err
 	}
 	var lag int64
 	for p, o := range end {
-		lag += o - stored[p]
+		lag += o - stored[p].Next
 	}
 	return lag, nil
 }
