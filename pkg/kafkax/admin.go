@@ -229,24 +229,12 @@ func waitLeaders(ctx context.Context, c *kafka.Client, topics []kafka.TopicConfi
 // leadersServe asks every partition's leader for its end offset: metadata can
 // name a leader before that broker serves the partition ("not leader").
 func leadersServe(ctx context.Context, c *kafka.Client, md *kafka.MetadataResponse) bool {
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, t := range md.Topics {
-		for _, p := range t.Partitions {
-			req.Topics[t.Name] = append(req.Topics[t.Name], kafka.LastOffsetOf(p.ID))
-		}
-	}
-	res, err := c.ListOffsets(ctx, req)
+	parts, err := partitionsOf(md)
 	if err != nil {
 		return false
 	}
-	for _, parts := range res.Topics {
-		for _, p := range parts {
-			if p.Error != nil {
-				return false
-			}
-		}
-	}
-	return true
+	_, err = listOffsets(ctx, c, parts)
+	return err == nil
 }
 
 func allLed(md *kafka.MetadataResponse) bool {

@@ -62,8 +62,10 @@ type GroupConfig struct {
 	// redelivers at most an interval of records, which every consumer here
 	// absorbs (keyed state, version guards, offsets kept in PostgreSQL).
 	CommitInterval time.Duration
-	// Lag, when set, receives each partition's lag after every batch.
-	Lag func(partition int, lag int64)
+	// Metrics, when set, receives the group's consumer metrics: each held
+	// partition's lag (LagMetric) after every batch, its series dropped
+	// when the partition is given up.
+	Metrics *GroupMetrics
 	// Dialer, when set, is how partition readers connect to the brokers
 	// (kafka-go's default dialer otherwise); the group's own coordinator
 	// connections do not use it.
@@ -156,6 +158,7 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 		return
 	}
 	log = log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
+	defer cfg.Metrics.forget(a.Topic, a.Partition)
 	var (
 		w    Worker
 		next int64
@@ -257,9 +260,7 @@ func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment
 		*next = last.Offset + 1
 		progressed = true
 		c.done(*next)
-		if cfg.Lag != nil {
-			cfg.Lag(a.Partition, max(0, last.HighWaterMark-last.Offset-1))
-		}
+		cfg.Metrics.setLag(a.Topic, a.Partition, max(0, last.HighWaterMark-last.Offset-1))
 	}
 }
 

@@ -71,6 +71,17 @@ func produce(t *testing.T, st *testenv.Stack, topic string, n int) {
 	}
 }
 
+// waitHandled waits until r handled at least n records.
+func (r *recorder) waitHandled(t *testing.T, n int) {
+	t.Helper()
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if got := r.total(); got < n {
+			return fmt.Errorf("%d of %d records handled", got, n)
+		}
+		return nil
+	})
+}
+
 func (r *recorder) total() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -90,12 +101,7 @@ func TestRunGroupRetriesFailedBatchesAndCommits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- kafkax.RunGroup(ctx, cfg, rec.open("a")) }()
-	testenv.Eventually(t, 60*time.Second, func() error {
-		if n := rec.total(); n < 300 {
-			return fmt.Errorf("%d of 300 records handled", n)
-		}
-		return nil
-	})
+	rec.waitHandled(t, 300)
 	// Every offset of every partition exactly once, in order: the three
 	// failed batches were handed again, not skipped.
 	rec.mu.Lock()

@@ -1,8 +1,8 @@
 // Package kafkax sets up kafka-go the way reviewpipe needs it: topic and
 // group names declared once, writers that wait for every in-sync replica,
-// topic creation, broker readiness, and a consumer-group runner that hands
-// each assigned partition to a worker and commits only after the work is
-// durable.
+// topic creation, broker readiness, partitions' first and end offsets, and
+// a consumer-group runner that hands each assigned partition to a worker,
+// commits only after the work is durable and keeps the group's lag metric.
 package kafkax
 
 import "time"

@@ -63,6 +63,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 			Brokers: s.common.Brokers,
 			GroupID: names.Group(kafkax.GroupPoller),
 			Topic:   names.Topic(kafkax.TopicSyncRequests),
+			Metrics: kafkax.NewConsumerMetrics(reg).Group(kafkax.GroupPoller),
 			Log:     log,
 		})
 	})

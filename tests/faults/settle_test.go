@@ -9,25 +9,16 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+	"github.com/reviewpipe/reviewpipe/pkg/pgoffsets"
 )
 
 // endOffsets returns the end offset of every partition of topic.
 func (e *env) endOffsets(ctx context.Context, topic string, partitions int) (map[int]int64, error) {
-	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for p := 0; p < partitions; p++ {
-		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-	}
-	res, err := c.ListOffsets(ctx, req)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := kafkax.EndOffsets(ctx, e.brokers, topic)
 	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	if len(out) != partitions {
 		return nil, fmt.Errorf("end offsets of %s: %d of %d partitions", topic, len(out), partitions)
@@ -86,27 +77,13 @@ func (e *env) storedLag(ctx context.Context, consumer string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	stored := map[int]int64{}
-	rows, err := e.db.Query(ctx, `SELECT partition, next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2`, consumer, norm)
+	stored, err := pgoffsets.Load(ctx, e.db, consumer, norm)
 	if err != nil {
-		return 0, fmt.Errorf("offsets of %s: %w", consumer, err)
-	}
-	for rows.Next() {
-		var p int
-		var next int64
-		if err := rows.Scan(&p, &next); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		stored[p] = next
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("offsets of %s: %w", consumer, err)
+		return 0, err
 	}
 	var lag int64
 	for p, o := range end {
-		lag += o - stored[p]
+		lag += o - stored[p].Next
 	}
 	return lag, nil
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -77,10 +76,8 @@ func (a *App) Run(ctx context.Context) error {
 		GroupID:  Consumer(a.cfg.Names),
 		Topic:    a.cfg.Names.Topic(kafkax.TopicNormalized),
 		MaxBatch: a.cfg.MaxBatch,
-		Lag: func(partition int, lag int64) {
-			a.m.lag.WithLabelValues(strconv.Itoa(partition)).Set(float64(lag))
-		},
-		Log: a.log,
+		Metrics:  a.m.group,
+		Log:      a.log,
 	}, a.open)
 }
 
@@ -173,8 +170,8 @@ func isDataError(err error) bool {
 	return errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23"))
 }
 
-// Close implements kafkax.Worker.
-func (w *worker) Close() { w.a.m.lag.DeleteLabelValues(strconv.Itoa(w.partition)) }
+// Close implements kafkax.Worker. RunGroup drops the partition's lag.
+func (w *worker) Close() {}
 
 // decode reads a normalized record, or says why it is skipped: consumers
 // skip (and count) what they do not understand rather than stop
@@ -248,7 +245,9 @@ type metrics struct {
 	skipped     *prometheus.CounterVec
 	redelivered prometheus.Counter
 	batch       prometheus.Histogram
-	lag         *prometheus.GaugeVec
+	// group is the consumer group's metrics, kept by kafkax.RunGroup: the
+	// lag per partition held.
+	group *kafkax.GroupMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -270,14 +269,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help:    "Time to apply one batch in one PostgreSQL transaction.",
 			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "reviewpipe_analytics_consumer_lag",
-			Help: "Records of reviews.normalized.v1 not yet applied, per partition held.",
-		}, []string{"partition"}),
+		group: kafkax.NewConsumerMetrics(reg).Group(kafkax.GroupAnalytics).WithDeprecatedLag(
+			"reviewpipe_analytics_consumer_lag",
+			"Records of reviews.normalized.v1 not yet applied, per partition held."),
 	}
 	for _, d := range dedupe.Decisions {
 		m.decisions.WithLabelValues(d.String())
 	}
-	reg.MustRegister(m.decisions, m.skipped, m.redelivered, m.batch, m.lag)
+	reg.MustRegister(m.decisions, m.skipped, m.redelivered, m.batch)
 	return m
 }

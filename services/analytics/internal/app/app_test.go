@@ -125,25 +125,20 @@ func waitApplied(t *testing.T, st *testenv.Stack) {
 	testenv.Eventually(t, 60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c := &kafka.Client{Addr: kafka.TCP(st.Brokers...)}
-		req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-		for p := range kafkax.DefaultPartitions {
-			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-		}
-		res, err := c.ListOffsets(ctx, req)
+		ends, err := kafkax.EndOffsets(ctx, st.Brokers, topic)
 		if err != nil {
 			return err
 		}
-		for _, po := range res.Topics[topic] {
-			if po.LastOffset == 0 {
+		for p, end := range ends {
+			if end == 0 {
 				continue
 			}
-			next, _, err := s.NextOffset(ctx, topic, po.Partition)
+			next, _, err := s.NextOffset(ctx, topic, p)
 			if err != nil {
 				return err
 			}
-			if next != po.LastOffset {
-				return fmt.Errorf("partition %d: applied up to %d of %d", po.Partition, next, po.LastOffset)
+			if next != end {
+				return fmt.Errorf("partition %d: applied up to %d of %d", p, next, end)
 			}
 		}
 		return nil

@@ -1,6 +1,6 @@
 // Package store keeps the per-movie rating statistics in PostgreSQL
 // (tables of migration 0040) together with the consumed offsets of
-// reviews.normalized.v1 (table consumer_offsets), in one transaction per
+// reviews.normalized.v1 (pkg/pgoffsets), in one transaction per
 // batch: the statistics equal the topic up to the stored offset, exactly
 // once, whatever is redelivered.
 package store
@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
+	"github.com/reviewpipe/reviewpipe/pkg/pgoffsets"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 	"github.com/reviewpipe/reviewpipe/services/analytics/internal/stats"
 )
@@ -34,16 +35,11 @@ func New(db *pgxpool.Pool, consumer string) *Store { return &Store{db: db, consu
 // NextOffset returns the offset to resume the partition at, and false when
 // nothing of it was consumed yet.
 func (s *Store) NextOffset(ctx context.Context, topic string, partition int) (int64, bool, error) {
-	var next int64
-	err := s.db.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3`,
-		s.consumer, topic, partition).Scan(&next)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("read offset of %s/%d: %w", topic, partition, err)
-	}
-	return next, true, nil
+	return pgoffsets.Next(ctx, s.db, s.partition(topic, partition))
+}
+
+func (s *Store) partition(topic string, partition int) pgoffsets.Partition {
+	return pgoffsets.Partition{Consumer: s.consumer, Topic: topic, Partition: partition}
 }
 
 // Record is one consumed record: its offset, and its change when it
@@ -75,18 +71,14 @@ func (s *Store) Apply(ctx context.Context, topic string, partition int, recs []R
 	}
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		res = Result{Decisions: map[dedupe.Decision]int{}}
-		// Lock the partition's offset row: a second consumer holding the
-		// partition by mistake (a zombie after a rebalance) waits here and
-		// then skips what this one applied.
-		if _, err := tx.Exec(ctx, `INSERT INTO consumer_offsets (consumer, topic, partition, next_offset)
-			VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, s.consumer, topic, partition); err != nil {
-			return fmt.Errorf("offset row: %w", err)
+		// Lock the partition's offset row (pgoffsets.Lock): a second
+		// consumer holding the partition by mistake (a zombie after a
+		// rebalance) waits here and then skips what this one applied.
+		claim, err := pgoffsets.Lock(ctx, tx, s.partition(topic, partition), recs[0].Offset)
+		if err != nil {
+			return err
 		}
-		var next int64
-		if err := tx.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets
-			WHERE consumer = $1 AND topic = $2 AND partition = $3 FOR UPDATE`, s.consumer, topic, partition).Scan(&next); err != nil {
-			return fmt.Errorf("lock offset row: %w", err)
-		}
+		next := claim.Next
 		var todo []Record
 		for _, r := range recs {
 			if r.Offset < next {
@@ -128,12 +120,7 @@ func (s *Store) Apply(ctx context.Context, topic string, partition int, recs []R
 			return err
 		}
 		res.Movies = n
-		_, err = tx.Exec(ctx, `UPDATE consumer_offsets SET next_offset = $4, updated_at = now()
-			WHERE consumer = $1 AND topic = $2 AND partition = $3`, s.consumer, topic, partition, todo[len(todo)-1].Offset+1)
-		if err != nil {
-			return fmt.Errorf("store offset: %w", err)
-		}
-		return nil
+		return claim.Advance(ctx, todo[len(todo)-1].Offset+1)
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("apply %d records of %s/%d: %w", len(recs), topic, partition, err)

@@ -67,7 +67,7 @@ func (d *deadLetters) counts() (byProvider, byReason map[string]int64) {
 // rare, so the counts cost a few map entries.
 func (a *API) RunDeadLetters(ctx context.Context) error {
 	topic := a.cfg.Names.Topic(kafkax.TopicDLQ)
-	var parts map[int]span
+	var parts map[int]kafkax.Span
 	for attempt := 0; ; attempt++ {
 		offs, err := a.kafka.get(ctx, []string{topic})
 		if err == nil {

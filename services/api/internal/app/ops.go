@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
@@ -127,17 +126,17 @@ func (a *API) ops(w http.ResponseWriter, r *http.Request) {
 		for p, o := range offs[topic] {
 			next, ok := stored[p]
 			if !ok {
-				next = o.first
+				next = o.First
 			}
-			l := max(0, o.last-next)
+			l := max(0, o.End-next)
 			lag += l
-			sink.Partitions = append(sink.Partitions, OpsPartition{Partition: p, NextOffset: next, EndOffset: o.last, Lag: l})
+			sink.Partitions = append(sink.Partitions, OpsPartition{Partition: p, NextOffset: next, EndOffset: o.End, Lag: l})
 		}
 		sort.Slice(sink.Partitions, func(i, j int) bool { return sink.Partitions[i].Partition < sink.Partitions[j].Partition })
 		sink.Lag = &lag
 		var dead int64
 		for _, o := range offs[dlqTopic] {
-			dead += o.last - o.first
+			dead += o.End - o.First
 		}
 		out.DeadLetters.Total = &dead
 	}
@@ -162,8 +161,6 @@ func (a *API) internal(msg string) string {
 	return hiddenDetail
 }
 
-type span struct{ first, last int64 }
-
 // kafkaOffsets reads topics' first and end offsets, cached for ttl so a
 // busy operator page does not query Kafka on every request. Safe for
 // concurrent use.
@@ -173,10 +170,10 @@ type kafkaOffsets struct {
 	mu      sync.Mutex
 	at      time.Time
 	key     string
-	cached  map[string]map[int]span
+	cached  map[string]map[int]kafkax.Span
 }
 
-func (k *kafkaOffsets) get(ctx context.Context, topics []string) (map[string]map[int]span, error) {
+func (k *kafkaOffsets) get(ctx context.Context, topics []string) (map[string]map[int]kafkax.Span, error) {
 	key := ""
 	for _, t := range topics {
 		key += t + ","
@@ -188,33 +185,9 @@ func (k *kafkaOffsets) get(ctx context.Context, topics []string) (map[string]map
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(k.brokers...), Timeout: 3 * time.Second}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	out, err := kafkax.Offsets(ctx, k.brokers, topics...)
 	if err != nil {
 		return nil, err
-	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, t := range md.Topics {
-		if t.Error != nil {
-			return nil, t.Error
-		}
-		for _, p := range t.Partitions {
-			req.Topics[t.Name] = append(req.Topics[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-		}
-	}
-	res, err := c.ListOffsets(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]map[int]span{}
-	for t, parts := range res.Topics {
-		out[t] = map[int]span{}
-		for _, p := range parts {
-			if p.Error != nil {
-				return nil, p.Error
-			}
-			out[t][p.Partition] = span{first: p.FirstOffset, last: p.LastOffset}
-		}
 	}
 	k.at, k.key, k.cached = time.Now(), key, out
 	return out, nil

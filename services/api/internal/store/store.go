@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/reviewpipe/reviewpipe/pkg/pgoffsets"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
@@ -225,29 +226,22 @@ func (s *Store) ProviderHealth(ctx context.Context) (map[string]ProviderHealth, 
 	return out, rows.Err()
 }
 
-// Offsets returns a consumer's stored next offset per partition of topic.
+// Offsets returns a consumer's stored next offset per partition of topic,
+// and when the latest of them was stored.
 func (s *Store) Offsets(ctx context.Context, consumer, topic string) (map[int]int64, time.Time, error) {
-	rows, err := s.db.Query(ctx, `SELECT partition, next_offset, updated_at FROM consumer_offsets
-		WHERE consumer = $1 AND topic = $2`, consumer, topic)
+	stored, err := pgoffsets.Load(ctx, s.db, consumer, topic)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("read consumer offsets: %w", err)
+		return nil, time.Time{}, err
 	}
-	defer rows.Close()
-	out := map[int]int64{}
+	out := make(map[int]int64, len(stored))
 	var latest time.Time
-	for rows.Next() {
-		var p int
-		var next int64
-		var at time.Time
-		if err := rows.Scan(&p, &next, &at); err != nil {
-			return nil, latest, err
-		}
-		out[p] = next
-		if at.After(latest) {
-			latest = at.UTC()
+	for p, o := range stored {
+		out[p] = o.Next
+		if o.UpdatedAt.After(latest) {
+			latest = o.UpdatedAt.UTC()
 		}
 	}
-	return out, latest, rows.Err()
+	return out, latest, nil
 }
 
 // Redriven counts dead letters that `reviewctl dlq redrive` sent back

@@ -112,28 +112,13 @@ func produce(t *testing.T, st *testenv.Stack, msgs ...kafka.Message) {
 
 // offsets returns each partition's first and end offsets of topic.
 func offsets(ctx context.Context, brokers []string, topic string) (map[int][2]int64, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return nil, err
-	}
-	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
-		return nil, fmt.Errorf("topic %s: %v", topic, md.Topics)
-	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, p := range md.Topics[0].Partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	res, err := c.ListOffsets(ctx, req)
+	spans, err := kafkax.Offsets(ctx, brokers, topic)
 	if err != nil {
 		return nil, err
 	}
 	out := map[int][2]int64{}
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return nil, po.Error
-		}
-		out[po.Partition] = [2]int64{po.FirstOffset, po.LastOffset}
+	for p, s := range spans[topic] {
+		out[p] = [2]int64{s.First, s.End}
 	}
 	return out, nil
 }

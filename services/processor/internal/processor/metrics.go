@@ -7,13 +7,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reviewpipe/reviewpipe/pkg/dedupe"
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 )
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 
 // metrics are the processor's Prometheus metrics. Labels are bounded:
 // provider (the registry's names or "unknown"), decision, op, reason, step,
-// partition (the input topic's partitions).
+// partition (the input topic's partitions). The consumer lag is kafkax's
+// (kafkax.LagMetric, group="processor").
 type metrics struct {
 	in          *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
@@ -27,7 +29,9 @@ type metrics struct {
 	restore     prometheus.Histogram
 	restored    prometheus.Counter
 	badState    prometheus.Counter
-	lag         *prometheus.GaugeVec
+	// group is the consumer group's metrics, kept by kafkax.RunGroup: the
+	// lag per partition held.
+	group *kafkax.GroupMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -85,13 +89,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "reviewpipe_processor_state_decode_errors_total",
 			Help: "Changelog records that could not be decoded while restoring (the key is treated as unseen).",
 		}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "reviewpipe_processor_consumer_lag",
-			Help: "Records of reviews.raw.v1 not yet handled, per partition held, after the last batch.",
-		}, []string{"partition"}),
+		group: kafkax.NewConsumerMetrics(reg).Group(kafkax.GroupProcessor).WithDeprecatedLag(
+			"reviewpipe_processor_consumer_lag",
+			"Records of reviews.raw.v1 not yet handled, per partition held, after the last batch."),
 	}
 	reg.MustRegister(m.in, m.decisions, m.out, m.deadLetters, m.latency, m.batch, m.step, m.writeErrors,
-		m.stateKeys, m.restore, m.restored, m.badState, m.lag)
+		m.stateKeys, m.restore, m.restored, m.badState)
 	return m
 }
 
@@ -106,10 +109,9 @@ func (m *metrics) observe(step string, f func() error) error {
 	return err
 }
 
+// forget drops the series of a partition given up (RunGroup drops its lag).
 func (m *metrics) forget(partition int) {
-	p := strconv.Itoa(partition)
-	m.stateKeys.DeleteLabelValues(p)
-	m.lag.DeleteLabelValues(p)
+	m.stateKeys.DeleteLabelValues(strconv.Itoa(partition))
 }
 
 func decisionLabels() []string {

@@ -199,10 +199,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		Topic:    p.cfg.Names.Topic(kafkax.TopicRaw),
 		MaxBatch: p.cfg.MaxBatch,
 		Linger:   p.cfg.Linger,
-		Lag: func(partition int, lag int64) {
-			p.m.lag.WithLabelValues(strconv.Itoa(partition)).Set(float64(lag))
-		},
-		Log: p.log,
+		Metrics:  p.m.group,
+		Log:      p.log,
 	}, p.open)
 }
 

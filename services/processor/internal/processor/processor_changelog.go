@@ -97,21 +97,9 @@ func (p *Processor) restore(ctx context.Context, partition int, s dedupe.Store) 
 // bounds returns the first and end (one past the last) offsets of a
 // partition.
 func (p *Processor) bounds(ctx context.Context, topic string, partition int) (first, end int64, err error) {
-	c := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Timeout: 10 * time.Second}
-	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},
-	}})
+	s, err := kafkax.PartitionOffsets(ctx, p.cfg.Brokers, topic, partition)
 	if err != nil {
-		return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+		return 0, 0, err
 	}
-	for _, po := range res.Topics[topic] {
-		if po.Partition != partition {
-			continue
-		}
-		if po.Error != nil {
-			return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, po.Error)
-		}
-		return po.FirstOffset, po.LastOffset, nil
-	}
-	return 0, 0, fmt.Errorf("list offsets of %s/%d: partition not in the answer", topic, partition)
+	return s.First, s.End, nil
 }

@@ -1,16 +1,22 @@
 package app
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+)
 
 type metrics struct {
 	batchSize   prometheus.Histogram
 	txSeconds   *prometheus.HistogramVec
 	rows        *prometheus.CounterVec
 	freshness   *prometheus.HistogramVec
-	lag         *prometheus.GaugeVec
 	deadLetters *prometheus.CounterVec
 	breaker     prometheus.Gauge
 	movies      prometheus.Counter
+	// group is the consumer group's metrics, kept by kafkax.RunGroup:
+	// kafkax.LagMetric{group="sink"}, the name the sink's lag had before.
+	group *kafkax.GroupMetrics
 }
 
 // Outcomes of a record, the label values of reviewpipe_sink_rows_total.
@@ -41,10 +47,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "reviewpipe_freshness_seconds", Help: "End-to-end freshness: from the accepted-at header (the pipeline accepted the change) to the commit that made it readable.",
 			Buckets: []float64{.05, .1, .25, .5, .75, 1, 1.5, 2, 3, 5, 10, 30, 60, 120, 300},
 		}, []string{"kind"}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "reviewpipe_consumer_lag_records", Help: "Records behind the partition's end after the last batch.",
-			ConstLabels: prometheus.Labels{"group": "sink"},
-		}, []string{"partition"}),
+		group: kafkax.NewConsumerMetrics(reg).Group(kafkax.GroupSink),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reviewpipe_dead_letters_total", Help: "Records sent to reviews.dlq.v1, by reason.",
 			ConstLabels: prometheus.Labels{"stage": "sink"},
@@ -59,6 +62,6 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	for _, o := range []string{outcomeWritten, outcomeStale, outcomeSuperseded, outcomeReplayed, outcomeDead} {
 		m.rows.WithLabelValues(o)
 	}
-	reg.MustRegister(m.batchSize, m.txSeconds, m.rows, m.freshness, m.lag, m.deadLetters, m.breaker, m.movies)
+	reg.MustRegister(m.batchSize, m.txSeconds, m.rows, m.freshness, m.deadLetters, m.breaker, m.movies)
 	return m
 }

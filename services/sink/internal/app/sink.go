@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -125,10 +124,8 @@ func (s *Sink) Run(ctx context.Context) error {
 		Topic:    topic,
 		MaxBatch: s.cfg.MaxBatch,
 		Linger:   s.cfg.Linger,
-		Lag: func(p int, lag int64) {
-			s.m.lag.WithLabelValues(strconv.Itoa(p)).Set(float64(lag))
-		},
-		Log: s.log,
+		Metrics:  s.m.group,
+		Log:      s.log,
 	}, s.open(group))
 }
 

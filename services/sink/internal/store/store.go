@@ -1,7 +1,7 @@
 // Package store is the sink's PostgreSQL adapter: it writes a batch of
-// normalized changes and the batch's consumed offset in one transaction,
-// so the store equals the log effectively once, and reads the offset back
-// when a partition is assigned.
+// normalized changes and the batch's consumed offset (pkg/pgoffsets) in one
+// transaction, so the store equals the log effectively once, and reads the
+// offset back when a partition is assigned.
 //
 // A Store is safe for concurrent use; each partition's worker calls Apply
 // for its own partition, one batch at a time.
@@ -9,7 +9,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
+	"github.com/reviewpipe/reviewpipe/pkg/pgoffsets"
 	"github.com/reviewpipe/reviewpipe/services/sink/internal/batch"
 )
 
@@ -91,16 +91,7 @@ func New(db *pgxpool.Pool, copyFrom int) *Store {
 // NextOffset returns the stored next offset of a partition, and false when
 // the store has none.
 func (s *Store) NextOffset(ctx context.Context, consumer, topic string, partition int) (int64, bool, error) {
-	var next int64
-	err := s.db.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets
-		WHERE consumer = $1 AND topic = $2 AND partition = $3`, consumer, topic, partition).Scan(&next)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("read stored offset: %w", err)
-	}
-	return next, true, nil
+	return pgoffsets.Next(ctx, s.db, pgoffsets.Partition{Consumer: consumer, Topic: topic, Partition: partition})
 }
 
 // Apply writes changes (decoded records of pos, in offset order) and
@@ -111,16 +102,14 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 	var res Result
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		res = Result{}
-		// Lock the partition's offset row (creating it at the batch's
-		// start): a second member still writing this partition after a
-		// rebalance waits here, then skips what this one applied.
-		var stored int64
-		if err := tx.QueryRow(ctx, `INSERT INTO consumer_offsets AS o (consumer, topic, partition, next_offset)
-			VALUES ($1, $2, $3, $4)
-			ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = o.next_offset
-			RETURNING next_offset`, pos.Consumer, pos.Topic, pos.Partition, pos.First).Scan(&stored); err != nil {
-			return fmt.Errorf("lock offset: %w", err)
+		// Lock the partition's offset row (pgoffsets.Lock): a second
+		// member still writing this partition after a rebalance waits
+		// here, then skips what this one applied.
+		claim, err := pgoffsets.Lock(ctx, tx, pgoffsets.Partition{Consumer: pos.Consumer, Topic: pos.Topic, Partition: pos.Partition}, pos.First)
+		if err != nil {
+			return err
 		}
+		stored := claim.Next
 		if stored >= pos.Next {
 			res.Replayed = len(changes)
 			return nil
@@ -151,8 +140,7 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 				res.Movies)
 			b.Queue(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
 		}
-		b.Queue(`UPDATE consumer_offsets SET next_offset = $4, updated_at = now()
-			WHERE consumer = $1 AND topic = $2 AND partition = $3`, pos.Consumer, pos.Topic, pos.Partition, pos.Next)
+		claim.QueueAdvance(b, pos.Next)
 		b.Queue(`SELECT now()`).QueryRow(func(row pgx.Row) error { return row.Scan(&res.CommittedAt) })
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update movies and offset: %w", err)
