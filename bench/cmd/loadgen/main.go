@@ -28,11 +28,12 @@ import (
 )
 
 type scenario struct {
-	Name       string `json:"name"`
-	Kind       string `json:"kind,omitempty"` // load.Kind*
-	K          int    `json:"reviews_per_delivery"`
-	Workers    int    `json:"workers"`
-	ReadMovies int    `json:"read_movies,omitempty"`
+	Name        string `json:"name"`
+	Kind        string `json:"kind,omitempty"` // load.Kind*
+	K           int    `json:"reviews_per_delivery"`
+	Workers     int    `json:"workers"`
+	ReadMovies  int    `json:"read_movies,omitempty"`
+	SeedReviews int    `json:"seed_reviews,omitempty"`
 }
 
 // stats are the median, minimum and maximum of every metric over runs.
@@ -70,7 +71,7 @@ type options struct {
 	scenarios, binDir, baseBin, out, profDir, selfProf string
 	runs                                               int
 	lightRates                                         []float64
-	hotMovies, lightMovies                             int
+	hotMovies, hotReviews, lightMovies                 int
 	budget                                             time.Duration
 	cfg                                                load.Config // the settings shared by every run
 }
@@ -87,6 +88,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.cfg.ReadRate, "read-rate", 1000, "read API requests/s in the read phases")
 	fs.Float64Var(&o.cfg.ReadIngest, "read-ingest", 0.5, "webhook rate in the read phase, a fraction of the run's maximum")
 	fs.IntVar(&o.hotMovies, "hot-movies", 100, "hotreads: movies the reader asks for (they have reviews from the maximum phase)")
+	fs.IntVar(&o.hotReviews, "hot-reviews", 20, "hotreads: reviews given to each hot movie before the reads")
 	rates := fs.String("light-rates", "20,200", "light: deliveries/s of each light phase (single-review deliveries, open loop)")
 	fs.IntVar(&o.lightMovies, "light-movies", 10, "light: movies the reviews spread over, each with its event stream open")
 	fs.DurationVar(&o.cfg.Light, "light", 5*time.Second, "light: each light phase")
@@ -126,7 +128,7 @@ func (o *options) parseScenarios() ([]scenario, error) {
 		case load.KindLight:
 			sc.Kind = load.KindLight
 		case load.KindHotReads:
-			sc.Kind, sc.ReadMovies = load.KindHotReads, o.hotMovies
+			sc.Kind, sc.ReadMovies, sc.SeedReviews = load.KindHotReads, o.hotMovies, o.hotReviews
 		default:
 			n, err := strconv.Atoi(strings.TrimPrefix(name, "batch"))
 			if err != nil || !strings.HasPrefix(name, "batch") || n < 1 || n > 500 {
@@ -203,7 +205,7 @@ func newReport(o *options, brokers string) *report {
 			"rate": fmt.Sprint(o.cfg.Rate), "read_rate": fmt.Sprint(o.cfg.ReadRate), "read_ingest": fmt.Sprint(o.cfg.ReadIngest),
 			"ceiling": o.cfg.Ceiling.String(), "kafka_brokers": brokers, "bin": o.binDir, "baseline_bin": o.baseBin,
 			"light_rates": fmt.Sprint(o.lightRates), "light": o.cfg.Light.String(), "light_movies": strconv.Itoa(o.lightMovies),
-			"hot_movies": strconv.Itoa(o.hotMovies)},
+			"hot_movies": strconv.Itoa(o.hotMovies), "hot_reviews": strconv.Itoa(o.hotReviews)},
 	}
 	return rep
 }
@@ -247,7 +249,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) {
 			b.logf("%s: %s", sc.Name, res.Skipped)
 			return
 		}
-		variant := variants[(i+i/len(variants))%len(variants)]
+		variant := variants[variantIndex(i, len(variants))]
 		if err := b.one(ctx, res, variant, i, total); err != nil {
 			// Keep what the finished runs measured (e.g. the shared stack
 			// was stopped under us): report them, then fail.
@@ -259,6 +261,10 @@ func (b *bench) scenario(ctx context.Context, sc scenario) {
 	}
 }
 
+// variantIndex is the variant of run i of n variants: 0, 1, 1, 0, 0, 1,
+// ... for two (each pair reversed from the last), 0, 0, ... for one.
+func variantIndex(i, n int) int { return (i + i/n) % n }
+
 func (b *bench) one(ctx context.Context, res *scenarioResult, variant string, i, total int) error {
 	sc := res.scenario
 	b.logf("%s: run %d of %d (%s binaries)", sc.Name, i+1, total, variant)
@@ -267,7 +273,8 @@ func (b *bench) one(ctx context.Context, res *scenarioResult, variant string, i,
 	if variant == "baseline" {
 		cfg.BinDir = b.o.baseBin
 	}
-	cfg.K, cfg.Workers, cfg.Kind, cfg.ReadMovies, cfg.Log = sc.K, sc.Workers, sc.Kind, sc.ReadMovies, b.logf
+	cfg.K, cfg.Workers, cfg.Kind, cfg.Log = sc.K, sc.Workers, sc.Kind, b.logf
+	cfg.ReadMovies, cfg.SeedReviews = sc.ReadMovies, sc.SeedReviews
 	t0 := time.Now()
 	r, err := load.Do(ctx, cfg)
 	b.perRun = max(b.perRun, time.Since(t0))

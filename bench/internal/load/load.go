@@ -188,6 +188,24 @@ func (s *Sender) ClosedLoop(ctx context.Context, workers int, d time.Duration) [
 	return rec.Samples()
 }
 
+// SendN sends deliveries 0 to n-1 from workers goroutines, each waiting
+// for its answer before the next.
+func (s *Sender) SendN(ctx context.Context, workers, n int) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(s.next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				s.send(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // OpenLoop starts deliveries at rate per second for d, each on its own
 // goroutine, at most maxInFlight at once; a delivery whose start finds the
 // limit reached waits for a slot, and its latency still counts from its

@@ -91,6 +91,22 @@ func (ru *runner) steady(ctx context.Context) error {
 	return nil
 }
 
+// seed gives each of the ReadMovies movies SeedReviews reviews (in
+// 10-review deliveries from 16 senders), so that the reads that follow
+// answer full pages.
+func (ru *runner) seed(ctx context.Context) error {
+	movies, per := ru.cfg.ReadMovies, ru.cfg.SeedReviews
+	if movies <= 0 || per <= 0 {
+		return nil
+	}
+	ru.logf("  seed phase: %d reviews for each of %d movies", per, movies)
+	s := &Sender{Key: ru.key, K: 10, Movies: movies, Prefix: "seed", Client: ru.client}
+	s.SendN(ctx, 16, (movies*per+9)/10)
+	ru.want += s.Accepted.Load()
+	_, err := ru.settle(ctx, "seed")
+	return err
+}
+
 // reads is the reader at ReadRate over ReadMovies movies, first alone
 // (metrics idle_read_*), then while webhooks come at ReadIngest of the
 // maximum (read_*): latency, and the CPU the api and PostgreSQL spend per

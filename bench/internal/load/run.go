@@ -30,6 +30,7 @@ type Config struct {
 	ReadRate    float64       // read API requests/s in the read phase
 	ReadIngest  float64       // webhook rate in the read phase, a fraction of the maximum
 	ReadMovies  int           // movies the reader asks for (0: Movies)
+	SeedReviews int           // KindHotReads: reviews given to each of ReadMovies before the reads
 	Kind        string        // KindPipeline, KindLight or KindHotReads
 	LightRates  []float64     // KindLight: deliveries/s of each light phase
 	LightMovies int           // KindLight: movies the reviews spread over, each with its event stream open
@@ -68,7 +69,7 @@ type Run struct {
 const (
 	KindPipeline = ""         // maximum, 80% open loop, reads under ingest, reconcile
 	KindLight    = "light"    // open loop at LightRates with the event streams open: latency and per-hop breakdown
-	KindHotReads = "hotreads" // maximum, then reads over ReadMovies movies alone and under ingest: CPU per read
+	KindHotReads = "hotreads" // maximum, seed, then reads over ReadMovies movies alone and under ingest: CPU per read
 )
 
 // Limit is what limited one phase of a run (see Limiter).
@@ -101,7 +102,7 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	case KindLight:
 		phases = []func(context.Context) error{ru.light}
 	case KindHotReads:
-		phases = []func(context.Context) error{ru.max, ru.reads}
+		phases = []func(context.Context) error{ru.max, ru.seed, ru.reads}
 	default:
 		phases = []func(context.Context) error{ru.max, ru.steady, ru.reads, ru.reconcile}
 	}
