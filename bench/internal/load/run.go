@@ -201,13 +201,13 @@ func (ru *runner) settle(ctx context.Context, phase string) (time.Time, error) {
 
 // cpuMark is the CPU time of every process and of the machine at a moment.
 type cpuMark struct {
-	procs map[string]float64
+	procs stack.CPUSample
 	busy  float64
 	at    time.Time
 }
 
 func (ru *runner) mark() cpuMark {
-	return cpuMark{procs: ru.sl.CPUSeconds(), busy: machineBusy(), at: time.Now()}
+	return cpuMark{procs: ru.sl.CPUSample(), busy: machineBusy(), at: time.Now()}
 }
 
 // cores is the CPU cores each process (and "machine", "others": the rest
@@ -218,8 +218,8 @@ func (ru *runner) cores(mk cpuMark, elapsed float64) map[string]float64 {
 		elapsed = time.Since(mk.at).Seconds()
 	}
 	out := map[string]float64{}
-	for name, v := range ru.sl.CPUSeconds() {
-		out[name] = (v - mk.procs[name]) / elapsed
+	for name, v := range stack.CPUDelta(mk.procs, ru.sl.CPUSample()) {
+		out[name] = v / elapsed
 	}
 	if mk.busy >= 0 {
 		machine := (machineBusy() - mk.busy) / elapsed
