@@ -28,7 +28,7 @@ func drawCharts(rep *report, base string) error {
 	i := 0
 	for _, s := range rep.Results {
 		for j, r := range s.Runs {
-			name := fmt.Sprintf("%s #%d", s.Name, j+1)
+			name := fmt.Sprintf("%s #%d %s", s.Name, j+1, r.Variant)
 			c := plotutil.Color(i)
 			i++
 			if err := addLine(rows, name, c, r.Rows); err != nil {

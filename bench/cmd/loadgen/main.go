@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,25 +22,33 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/reviewpipe/reviewpipe/bench/internal/load"
 )
 
 type scenario struct {
-	Name    string `json:"name"`
-	K       int    `json:"reviews_per_delivery"`
-	Workers int    `json:"workers"`
+	Name        string `json:"name"`
+	Kind        string `json:"kind,omitempty"` // load.Kind*
+	K           int    `json:"reviews_per_delivery"`
+	Workers     int    `json:"workers"`
+	ReadMovies  int    `json:"read_movies,omitempty"`
+	SeedReviews int    `json:"seed_reviews,omitempty"`
+}
+
+// stats are the median, minimum and maximum of every metric over runs.
+type stats struct {
+	Median map[string]float64 `json:"median"`
+	Min    map[string]float64 `json:"min"`
+	Max    map[string]float64 `json:"max"`
 }
 
 type scenarioResult struct {
 	scenario
-	Runs    []*load.Run        `json:"runs"`
-	Median  map[string]float64 `json:"median"`
-	Min     map[string]float64 `json:"min"`
-	Max     map[string]float64 `json:"max"`
-	Skipped string             `json:"skipped,omitempty"`
+	Runs []*load.Run `json:"runs"` // in the order run, baseline and current interleaved
+	stats
+	Baseline *stats `json:"baseline,omitempty"` // over the runs of -baseline-bin
+	Skipped  string `json:"skipped,omitempty"`
 }
 
 type report struct {
@@ -59,30 +66,95 @@ func main() {
 	}
 }
 
-func run() error {
+// options are the command line's settings.
+type options struct {
+	scenarios, binDir, baseBin, out, profDir, selfProf string
+	runs                                               int
+	lightRates                                         []float64
+	hotMovies, hotReviews, lightMovies                 int
+	budget                                             time.Duration
+	cfg                                                load.Config // the settings shared by every run
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	scenarios := fs.String("scenarios", "single,batch10", "comma-separated: single (1 review per delivery), batch10 (10 per delivery), or batchN")
-	runs := fs.Int("runs", 3, "runs per scenario (medians are reported)")
-	loadDur := fs.Duration("load", 6*time.Second, "closed-loop (maximum) phase per run")
-	steady := fs.Duration("steady", 5*time.Second, "each open-loop phase per run (steady, read)")
-	rate := fs.Float64("rate", 0, "open-loop reviews/s (0: 80% of the run's maximum)")
+	fs.StringVar(&o.scenarios, "scenarios", "single,batch10,light,hotreads", "comma-separated: single (1 review per delivery), batch10 (10 per delivery) or batchN: maximum, 80% open loop, reads, reconcile; light: open loop at -light-rates with event streams open, per-hop breakdown; hotreads: reads over -hot-movies movies, CPU per read")
+	fs.IntVar(&o.runs, "runs", 3, "runs per scenario (medians are reported); with -baseline-bin, runs of each")
+	fs.DurationVar(&o.cfg.Load, "load", 6*time.Second, "closed-loop (maximum) phase per run")
+	fs.DurationVar(&o.cfg.Steady, "steady", 5*time.Second, "each open-loop phase per run (steady, read)")
+	fs.Float64Var(&o.cfg.Rate, "rate", 0, "open-loop reviews/s (0: 80% of the run's maximum)")
 	workers := fs.Int("workers", 0, "closed-loop senders (0: 64 for single, 16 for batches)")
-	readRate := fs.Float64("read-rate", 1000, "read API requests/s in the read phase")
-	readIngest := fs.Float64("read-ingest", 0.5, "webhook rate in the read phase, a fraction of the run's maximum")
-	ceiling := fs.Duration("ceiling", 2*time.Second, "duration of each ceiling measurement")
-	drain := fs.Duration("drain", 60*time.Second, "longest wait for the store to catch up after a phase")
-	budget := fs.Duration("budget", 5*time.Minute, "stop starting runs when the next one would end past this")
-	binDir := fs.String("bin", "bin", "where make build put the services")
-	out := fs.String("out", "bench/results", "where to write <time>.json")
-	profDir := fs.String("pprof", "", "write CPU profiles of receiver, processor and sink over each max phase, and of the api over each idle read phase, into this folder (go tool pprof)")
+	fs.Float64Var(&o.cfg.ReadRate, "read-rate", 1000, "read API requests/s in the read phases")
+	fs.Float64Var(&o.cfg.ReadIngest, "read-ingest", 0.5, "webhook rate in the read phase, a fraction of the run's maximum")
+	fs.IntVar(&o.hotMovies, "hot-movies", 100, "hotreads: movies the reader asks for (they have reviews from the maximum phase)")
+	fs.IntVar(&o.hotReviews, "hot-reviews", 20, "hotreads: reviews given to each hot movie before the reads")
+	rates := fs.String("light-rates", "20,200", "light: deliveries/s of each light phase (single-review deliveries, open loop)")
+	fs.IntVar(&o.lightMovies, "light-movies", 10, "light: movies the reviews spread over, each with its event stream open")
+	fs.DurationVar(&o.cfg.Light, "light", 5*time.Second, "light: each light phase")
+	fs.DurationVar(&o.cfg.Ceiling, "ceiling", 2*time.Second, "duration of each ceiling measurement")
+	fs.DurationVar(&o.cfg.Drain, "drain", 60*time.Second, "longest wait for the store to catch up after a phase")
+	fs.DurationVar(&o.budget, "budget", 10*time.Minute, "stop starting runs when the next one would end past this")
+	fs.StringVar(&o.binDir, "bin", "bin", "where make build put the services")
+	fs.StringVar(&o.baseBin, "baseline-bin", "", "binaries of a baseline (e.g. the previous commit: bench/baseline.sh builds them): each scenario alternates runs between them and -bin, and every figure gets its ratio current/baseline")
+	fs.StringVar(&o.out, "out", "bench/results", "where to write <time>.json")
+	fs.StringVar(&o.profDir, "pprof", "", "write CPU profiles of receiver, processor and sink over each max phase, and of the api over each idle read phase, into this folder (go tool pprof)")
 	var serviceEnv envList
 	fs.Var(&serviceEnv, "service-env", "KEY=value given to every service process, not to the load generator (repeatable; e.g. GOGC=200 to compare settings)")
-	selfProf := fs.String("cpuprofile", "", "write the load generator's own CPU profile over the whole run to this file")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	fs.StringVar(&o.selfProf, "cpuprofile", "", "write the load generator's own CPU profile over the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	for _, f := range strings.Split(*rates, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("-light-rates: %q is not a positive rate", f)
+		}
+		o.lightRates = append(o.lightRates, r)
+	}
+	o.cfg.ServiceEnv, o.cfg.ProfileDir = serviceEnv, o.profDir
+	o.cfg.LightRates, o.cfg.LightMovies = o.lightRates, o.lightMovies
+	o.cfg.Workers = *workers
+	return o, nil
+}
+
+// parseScenarios turns -scenarios into scenarios.
+func (o *options) parseScenarios() ([]scenario, error) {
+	var scs []scenario
+	for _, name := range strings.Split(o.scenarios, ",") {
+		sc := scenario{Name: name, K: 1}
+		switch name {
+		case "single":
+		case load.KindLight:
+			sc.Kind = load.KindLight
+		case load.KindHotReads:
+			sc.Kind, sc.ReadMovies, sc.SeedReviews = load.KindHotReads, o.hotMovies, o.hotReviews
+		default:
+			n, err := strconv.Atoi(strings.TrimPrefix(name, "batch"))
+			if err != nil || !strings.HasPrefix(name, "batch") || n < 1 || n > 500 {
+				return nil, fmt.Errorf("-scenarios: %q is not single, batchN (1..500), light or hotreads", name)
+			}
+			sc.K = n
+		}
+		sc.Workers = o.cfg.Workers
+		if sc.Workers == 0 {
+			sc.Workers = 64
+			if sc.K > 1 {
+				sc.Workers = 16
+			}
+		}
+		scs = append(scs, sc)
+	}
+	return scs, nil
+}
+
+func run() error {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
 		return err
 	}
-	if *selfProf != "" {
-		f, err := os.Create(*selfProf)
+	if o.selfProf != "" {
+		f, err := os.Create(o.selfProf)
 		if err != nil {
 			return err
 		}
@@ -96,190 +168,181 @@ func run() error {
 	if brokers == "" || dbURL == "" {
 		return fmt.Errorf("KAFKA_BROKERS and DATABASE_URL must be set (scripts/bench.sh sets them)")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	var scs []scenario
-	for _, name := range strings.Split(*scenarios, ",") {
-		k := 1
-		if name != "single" {
-			n, err := strconv.Atoi(strings.TrimPrefix(name, "batch"))
-			if err != nil || !strings.HasPrefix(name, "batch") || n < 1 || n > 500 {
-				return fmt.Errorf("-scenarios: %q is not single or batchN (1..500)", name)
-			}
-			k = n
-		}
-		w := *workers
-		if w == 0 {
-			w = 64
-			if k > 1 {
-				w = 16
-			}
-		}
-		scs = append(scs, scenario{Name: name, K: k, Workers: w})
-	}
-
-	started := time.Now()
-	host, _ := os.Hostname()
-	rep := &report{
-		Started: started.UTC(),
-		Host: map[string]string{"hostname": host, "cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(),
-			"os": runtime.GOOS + "/" + runtime.GOARCH, "loadavg_start": loadavg()},
-		Settings: map[string]string{"runs": strconv.Itoa(*runs), "load": loadDur.String(), "steady": steady.String(),
-			"rate": fmt.Sprint(*rate), "read_rate": fmt.Sprint(*readRate), "read_ingest": fmt.Sprint(*readIngest), "ceiling": ceiling.String(), "kafka_brokers": brokers},
-	}
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "[%5.1fs] "+format+"\n", append([]any{time.Since(started).Seconds()}, args...)...)
-	}
-	var perRun time.Duration // the longest run so far, to respect the budget
-	var failed error
-	for _, sc := range scs {
-		if failed != nil {
-			break
-		}
-		res := &scenarioResult{scenario: sc}
-		rep.Results = append(rep.Results, res)
-		for i := range *runs {
-			if ctx.Err() != nil {
-				break
-			}
-			if i > 0 && time.Since(started)+perRun > *budget {
-				res.Skipped = fmt.Sprintf("%d of %d runs: the next would pass the %s budget", *runs-i, *runs, *budget)
-				logf("%s: %s", sc.Name, res.Skipped)
-				break
-			}
-			logf("%s: run %d of %d", sc.Name, i+1, *runs)
-			t0 := time.Now()
-			r, err := load.Do(ctx, load.Config{
-				Brokers: strings.Split(brokers, ","), DatabaseURL: dbURL, BinDir: *binDir,
-				K: sc.K, Workers: sc.Workers, Load: *loadDur, Steady: *steady, Rate: *rate,
-				ReadRate: *readRate, ReadIngest: *readIngest, Ceiling: *ceiling, Drain: *drain, ProfileDir: *profDir, ServiceEnv: serviceEnv, Log: logf,
-			})
-			perRun = max(perRun, time.Since(t0))
-			if err != nil {
-				// Keep what the finished runs measured (e.g. the shared stack
-				// was stopped under us): report them, then fail.
-				failed = fmt.Errorf("%s run %d: %w", sc.Name, i+1, err)
-				res.Skipped = failed.Error()
-				logf("%v", failed)
-				break
-			}
-			for _, e := range r.Errors {
-				logf("  warning: %s", e)
-			}
-			res.Runs = append(res.Runs, r)
-		}
-		res.Median, res.Min, res.Max = aggregate(res.Runs)
-	}
-	rep.Seconds = time.Since(started).Seconds()
-	rep.Host["loadavg_end"] = loadavg()
-
-	printTable(os.Stdout, rep)
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return err
-	}
-	path := filepath.Join(*out, started.UTC().Format("20060102T150405Z")+".json")
-	b, err := json.MarshalIndent(rep, "", "  ")
+	o.cfg.Brokers, o.cfg.DatabaseURL = strings.Split(brokers, ","), dbURL
+	scs, err := o.parseScenarios()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep := newReport(o, brokers)
+	b := &bench{o: o, rep: rep}
+	for _, sc := range scs {
+		if b.failed != nil || ctx.Err() != nil {
+			break
+		}
+		b.scenario(ctx, sc)
+	}
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	rep.Host["loadavg_end"] = loadavg()
+	printTables(os.Stdout, rep, o.lightRates)
+	if err := writeReport(rep, o.out, b.logf); err != nil {
 		return err
 	}
-	fmt.Printf("\nwritten: %s (%.0fs)\n", path, rep.Seconds)
-	if err := drawCharts(rep, strings.TrimSuffix(path, ".json")); err != nil {
-		logf("charts: %v", err)
-	} else {
-		fmt.Printf("charts: %s-rows.png, %s-webhook-p99.png\n", strings.TrimSuffix(path, ".json"), strings.TrimSuffix(path, ".json"))
-	}
-	if failed != nil {
-		return failed
+	if b.failed != nil {
+		return b.failed
 	}
 	return ctx.Err()
 }
 
-// aggregate takes the median, minimum and maximum of every metric over runs.
-func aggregate(runs []*load.Run) (med, lo, hi map[string]float64) {
-	med, lo, hi = map[string]float64{}, map[string]float64{}, map[string]float64{}
+func newReport(o *options, brokers string) *report {
+	host, _ := os.Hostname()
+	rep := &report{
+		Started: time.Now().UTC(),
+		Host: map[string]string{"hostname": host, "cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(),
+			"os": runtime.GOOS + "/" + runtime.GOARCH, "loadavg_start": loadavg()},
+		Settings: map[string]string{"runs": strconv.Itoa(o.runs), "load": o.cfg.Load.String(), "steady": o.cfg.Steady.String(),
+			"rate": fmt.Sprint(o.cfg.Rate), "read_rate": fmt.Sprint(o.cfg.ReadRate), "read_ingest": fmt.Sprint(o.cfg.ReadIngest),
+			"ceiling": o.cfg.Ceiling.String(), "kafka_brokers": brokers, "bin": o.binDir, "baseline_bin": o.baseBin,
+			"light_rates": fmt.Sprint(o.lightRates), "light": o.cfg.Light.String(), "light_movies": strconv.Itoa(o.lightMovies),
+			"hot_movies": strconv.Itoa(o.hotMovies), "hot_reviews": strconv.Itoa(o.hotReviews)},
+	}
+	return rep
+}
+
+// bench runs the scenarios one after the other.
+type bench struct {
+	o      *options
+	rep    *report
+	perRun time.Duration // the longest run so far, to respect the budget
+	failed error
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%5.1fs] "+format+"\n", append([]any{time.Since(b.rep.Started).Seconds()}, args...)...)
+}
+
+// scenario runs sc -runs times, and as many times on the baseline's
+// binaries when there is one, alternating (base, current, current, base,
+// ...: a drift of the machine over the runs weighs on both alike).
+func (b *bench) scenario(ctx context.Context, sc scenario) {
+	res := &scenarioResult{scenario: sc}
+	b.rep.Results = append(b.rep.Results, res)
+	defer func() {
+		res.stats = aggregate(res.Runs, "current")
+		if b.o.baseBin != "" {
+			base := aggregate(res.Runs, "baseline")
+			res.Baseline = &base
+		}
+	}()
+	variants := []string{"current"}
+	if b.o.baseBin != "" {
+		variants = []string{"baseline", "current"}
+	}
+	total := b.o.runs * len(variants)
+	for i := range total {
+		if ctx.Err() != nil {
+			return
+		}
+		if i > 0 && time.Since(b.rep.Started)+b.perRun > b.o.budget {
+			res.Skipped = fmt.Sprintf("%d of %d runs: the next would pass the %s budget", total-i, total, b.o.budget)
+			b.logf("%s: %s", sc.Name, res.Skipped)
+			return
+		}
+		variant := variants[variantIndex(i, len(variants))]
+		if err := b.one(ctx, res, variant, i, total); err != nil {
+			// Keep what the finished runs measured (e.g. the shared stack
+			// was stopped under us): report them, then fail.
+			b.failed = fmt.Errorf("%s run %d: %w", sc.Name, i+1, err)
+			res.Skipped = b.failed.Error()
+			b.logf("%v", b.failed)
+			return
+		}
+	}
+}
+
+// variantIndex is the variant of run i of n variants: 0, 1, 1, 0, 0, 1,
+// ... for two (each pair reversed from the last), 0, 0, ... for one.
+func variantIndex(i, n int) int { return (i + i/n) % n }
+
+func (b *bench) one(ctx context.Context, res *scenarioResult, variant string, i, total int) error {
+	sc := res.scenario
+	b.logf("%s: run %d of %d (%s binaries)", sc.Name, i+1, total, variant)
+	cfg := b.o.cfg
+	cfg.BinDir = b.o.binDir
+	if variant == "baseline" {
+		cfg.BinDir = b.o.baseBin
+	}
+	cfg.K, cfg.Workers, cfg.Kind, cfg.Log = sc.K, sc.Workers, sc.Kind, b.logf
+	cfg.ReadMovies, cfg.SeedReviews = sc.ReadMovies, sc.SeedReviews
+	t0 := time.Now()
+	r, err := load.Do(ctx, cfg)
+	b.perRun = max(b.perRun, time.Since(t0))
+	if err != nil {
+		return err
+	}
+	r.Variant = variant
+	for _, e := range r.Errors {
+		b.logf("  warning: %s", e)
+	}
+	res.Runs = append(res.Runs, r)
+	return nil
+}
+
+func writeReport(rep *report, dir string, logf func(string, ...any)) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, rep.Started.Format("20060102T150405Z")+".json")
+	bs, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, bs, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nwritten: %s (%.0fs)\n", path, rep.Seconds)
+	base := strings.TrimSuffix(path, ".json")
+	if err := drawCharts(rep, base); err != nil {
+		logf("charts: %v", err)
+	} else {
+		fmt.Printf("charts: %s-rows.png, %s-webhook-p99.png\n", base, base)
+	}
+	return nil
+}
+
+// aggregate takes the median, minimum and maximum of every metric over the
+// runs of variant.
+func aggregate(runs []*load.Run, variant string) stats {
+	st := stats{Median: map[string]float64{}, Min: map[string]float64{}, Max: map[string]float64{}}
 	vals := map[string][]float64{}
 	for _, r := range runs {
+		if r.Variant != variant {
+			continue
+		}
 		for k, v := range r.Metrics {
 			vals[k] = append(vals[k], v)
 		}
 	}
 	for k, vs := range vals {
-		sort.Float64s(vs)
-		n := len(vs)
-		if n%2 == 1 {
-			med[k] = vs[n/2]
-		} else {
-			med[k] = (vs[n/2-1] + vs[n/2]) / 2
-		}
-		lo[k], hi[k] = vs[0], vs[n-1]
+		st.Median[k], st.Min[k], st.Max[k] = median(vs)
 	}
-	return med, lo, hi
+	return st
 }
 
-// rows of the table: metric name, label, format, target (empty for none).
-var rows = []struct{ key, label, format, target string }{
-	{"max_accepted_reviews_per_s", "webhooks accepted, max (reviews/s)", "%.0f", ""},
-	{"rows_per_s_sustained", "rows committed into PostgreSQL, sustained (rows/s)", "%.0f", ">= 5000 single, >= 20000 batch10"},
-	{"drain_s", "store caught up after the last send (s)", "%.1f", ""},
-	{"max_webhook_p99_ms", "webhook p99 at max (ms)", "%.1f", ""},
-	{"max_cpu_cores_machine", "CPU cores busy at max: whole machine", "%.2f", "of 2"},
-	{"max_cpu_cores_loadgen", "  loadgen", "%.2f", ""},
-	{"max_cpu_cores_receiver", "  receiver", "%.2f", ""},
-	{"max_cpu_cores_processor", "  processor", "%.2f", ""},
-	{"max_cpu_cores_sink", "  sink", "%.2f", ""},
-	{"max_cpu_cores_api", "  api", "%.2f", ""},
-	{"max_cpu_cores_kafka", "  Kafka broker", "%.2f", ""},
-	{"max_cpu_cores_postgres", "  PostgreSQL", "%.2f", ""},
-	{"max_cpu_cores_others", "  the rest of the machine", "%.2f", ""},
-	{"steady_offered_reviews_per_s", "open-loop rate (reviews/s, 80% of max)", "%.0f", ""},
-	{"webhook_p50_ms", "webhook p50 (ms)", "%.1f", ""},
-	{"webhook_p99_ms", "webhook p99 (ms)", "%.1f", "<= 20"},
-	{"webhook_p999_ms", "webhook p99.9 (ms)", "%.1f", ""},
-	{"freshness_p50_ms", "freshness sent -> visible p50 (ms)", "%.0f", ""},
-	{"freshness_p99_ms", "freshness sent -> visible p99 (ms)", "%.0f", "<= 250"},
-	{"stored_freshness_p99_ms", "accepted_at -> committed_at p99 (ms)", "%.0f", ""},
-	{"read_rate_per_s", "read API rate during ingest (req/s)", "%.0f", ""},
-	{"read_phase_ingest_reviews_per_s", "  ingest meanwhile (reviews/s, 50% of max)", "%.0f", ""},
-	{"read_phase_webhook_p99_ms", "  webhook p99 meanwhile (ms)", "%.1f", ""},
-	{"read_p50_ms", "read API p50 during ingest (ms)", "%.1f", ""},
-	{"read_p99_ms", "read API p99 during ingest (ms)", "%.1f", "<= 15 at 1000/s"},
-	{"idle_read_p99_ms", "read API p99, same rate, no ingest (ms)", "%.1f", ""},
-	{"idle_read_cpu_cores_machine", "  CPU cores per 1,000 reads/s: machine", "%.2f", ""},
-	{"idle_read_cpu_cores_api", "    api", "%.2f", ""},
-	{"idle_read_cpu_cores_postgres", "    PostgreSQL", "%.2f", ""},
-	{"reconcile_records_per_s", "reconcile, whole raw log (records/s)", "%.0f", ""},
-	{"kafka_ceiling_records_per_s", "ceiling: bare kafka-go producer (records/s)", "%.0f", ""},
-	{"postgres_ceiling_rows_per_s", "ceiling: bare PostgreSQL upserts (rows/s)", "%.0f", ""},
-	{"ratio_to_kafka_ceiling", "pipeline / Kafka ceiling", "%.2f", ""},
-	{"ratio_to_postgres_ceiling", "pipeline / PostgreSQL ceiling", "%.2f", ""},
-}
-
-func printTable(w io.Writer, rep *report) {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nreviewpipe load benchmark, %s, %s CPUs, load average %s at the start and %s at the end (medians; [min..max] over runs)\n\n",
-		rep.Started.Format(time.RFC3339), rep.Host["cpus"], rep.Host["loadavg_start"], rep.Host["loadavg_end"])
-	fmt.Fprint(tw, "metric")
-	for _, s := range rep.Results {
-		fmt.Fprintf(tw, "\t%s (%d runs)", s.Name, len(s.Runs))
+// median of vs (sorted in place), with their minimum and maximum.
+func median(vs []float64) (med, lo, hi float64) {
+	if len(vs) == 0 {
+		return 0, 0, 0
 	}
-	fmt.Fprint(tw, "\ttarget\n")
-	for _, r := range rows {
-		fmt.Fprint(tw, r.label)
-		for _, s := range rep.Results {
-			v, ok := s.Median[r.key]
-			if !ok {
-				fmt.Fprint(tw, "\t-")
-				continue
-			}
-			fmt.Fprintf(tw, "\t"+r.format+" ["+r.format+".."+r.format+"]", v, s.Min[r.key], s.Max[r.key])
-		}
-		fmt.Fprintf(tw, "\t%s\n", r.target)
+	sort.Float64s(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		med = vs[n/2]
+	} else {
+		med = (vs[n/2-1] + vs[n/2]) / 2
 	}
-	tw.Flush()
+	return med, vs[0], vs[n-1]
 }
 
 // loadavg is the machine's 1, 5 and 15 minute load averages (/proc/loadavg),

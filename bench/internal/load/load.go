@@ -29,6 +29,11 @@ func MovieID(i int) string { return fmt.Sprintf("tt%07d", 1000000+i) }
 // Body returns a generic provider delivery with k reviews, ids prefix-n*k ..
 // prefix-(n*k+k-1): one event when k is 1, else {"events": [...]}.
 func Body(prefix string, n, k int, now time.Time) ([]byte, []string) {
+	return BodyOver(prefix, n, k, Movies, now)
+}
+
+// BodyOver is Body with the reviews spread over movies movies.
+func BodyOver(prefix string, n, k, movies int, now time.Time) ([]byte, []string) {
 	var b bytes.Buffer
 	ids := make([]string, k)
 	if k > 1 {
@@ -47,7 +52,7 @@ func Body(prefix string, n, k int, now time.Time) ([]byte, []string) {
 			`"title":"A review of some length","body":"The pacing drags in the second act, but the ending earns its keep; `+
 			`the score carries scenes the script cannot, and the lead gives the part more than it asks for.",`+
 			`"rating":{"value":%d,"scale":10},"language":"en","url":"https://example.com/r/%d"}}`,
-			id, ts, MovieID(seq%Movies), seq%Movies, seq%97, 1+seq%10, seq)
+			id, ts, MovieID(seq%movies), seq%movies, seq%97, 1+seq%10, seq)
 	}
 	if k > 1 {
 		b.WriteString(`]}`)
@@ -126,6 +131,7 @@ func Quantile(sorted []float64, q float64) float64 {
 type Sender struct {
 	Key    []byte  // the generic provider's webhook key
 	K      int     // reviews per delivery
+	Movies int     // movies the reviews spread over (0: Movies)
 	Prefix string  // review id prefix, unique per phase
 	Client *Client // to the receiver
 	// Sent records, per review id, when its delivery was sent (for
@@ -138,7 +144,11 @@ type Sender struct {
 // send posts delivery number n and returns the status code (0 on error).
 func (s *Sender) send(n int) int {
 	now := time.Now()
-	body, ids := Body(s.Prefix, n, s.K, now)
+	movies := s.Movies
+	if movies <= 0 {
+		movies = Movies
+	}
+	body, ids := BodyOver(s.Prefix, n, s.K, movies, now)
 	h := http.Header{"Content-Type": {"application/json"}}
 	webhook.SetHeaders(h, s.Key, "bench-"+s.Prefix+"-"+strconv.Itoa(n), now, body)
 	if s.Sent != nil {
@@ -176,6 +186,24 @@ func (s *Sender) ClosedLoop(ctx context.Context, workers int, d time.Duration) [
 	}
 	wg.Wait()
 	return rec.Samples()
+}
+
+// SendN sends deliveries 0 to n-1 from workers goroutines, each waiting
+// for its answer before the next.
+func (s *Sender) SendN(ctx context.Context, workers, n int) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(s.next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				s.send(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // OpenLoop starts deliveries at rate per second for d, each on its own
@@ -221,13 +249,13 @@ func Schedule(ctx context.Context, rate float64, d time.Duration, maxInFlight in
 	wg.Wait()
 }
 
-// Reader asks the read API for a movie's reviews at rate per second for d,
-// open loop, and returns the samples.
-func Reader(ctx context.Context, client *Client, rate float64, d time.Duration) []Sample {
+// Reader asks the read API for the reviews of one of the first movies
+// movies at rate per second for d, open loop, and returns the samples.
+func Reader(ctx context.Context, client *Client, rate float64, movies int, d time.Duration) []Sample {
 	var rec Recorder
 	var n atomic.Int64
 	Schedule(ctx, rate, d, 512, func(intended time.Time, at time.Duration) {
-		i := int(n.Add(1)) * 7919 % Movies
+		i := int(n.Add(1)) * 7919 % movies
 		code, _ := client.Do(http.MethodGet, "/v1/movies/"+MovieID(i)+"/reviews", nil, nil)
 		rec.add(Sample{At: at, Latency: time.Since(intended), Code: code})
 	})

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/reviewpipe/reviewpipe/bench/internal/stack"
-	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/webhook"
 )
@@ -30,6 +30,12 @@ type Config struct {
 	Rate        float64       // open-loop reviews/s; 0: 80% of the closed-loop rows/s
 	ReadRate    float64       // read API requests/s in the read phase
 	ReadIngest  float64       // webhook rate in the read phase, a fraction of the maximum
+	ReadMovies  int           // movies the reader asks for (0: Movies)
+	SeedReviews int           // KindHotReads: reviews given to each of ReadMovies before the reads
+	Kind        string        // KindPipeline, KindLight or KindHotReads
+	LightRates  []float64     // KindLight: deliveries/s of each light phase
+	LightMovies int           // KindLight: movies the reviews spread over, each with its event stream open
+	Light       time.Duration // KindLight: each light phase
 	Ceiling     time.Duration // each ceiling's duration
 	Drain       time.Duration // longest wait for the store to catch up
 	ServiceEnv  []string      // KEY=value added to every service's environment
@@ -54,28 +60,86 @@ type Run struct {
 	Rows        []Point            `json:"max_phase_rows"`      // rows in the store over time
 	Latency     []Point            `json:"steady_phase_p99_ms"` // webhook p99 per second
 	MaxLatency  []Point            `json:"max_phase_p99_ms"`    // webhook p99 per second
+	Light       []LightPhase       `json:"light_phases,omitempty"`
+	Limits      []Limit            `json:"limited_by"` // per phase, in order
+	Variant     string             `json:"variant,omitempty"`
 	Errors      []string           `json:"errors,omitempty"`
 }
 
-// Do runs one benchmark on a fresh stack slice: a closed-loop phase (how
-// many reviews per second reach PostgreSQL, and the CPU each process used),
-// an open-loop phase at 80% of that (webhook latency, freshness), an
-// open-loop read phase (a reader at ReadRate while webhooks come at
-// ReadIngest of the maximum), a reconcile of the whole raw log, then the
-// Kafka and PostgreSQL ceilings with the services stopped.
+// Scenario kinds: what a run measures besides the ceilings.
+const (
+	KindPipeline = ""         // maximum, 80% open loop, reads under ingest, reconcile
+	KindLight    = "light"    // open loop at LightRates with the event streams open: latency and per-hop breakdown
+	KindHotReads = "hotreads" // maximum, seed, then reads over ReadMovies movies alone and under ingest: CPU per read
+)
+
+// Limit is what limited one phase of a run (see Limiter).
+type Limit struct {
+	Phase string `json:"phase"`
+	By    string `json:"by"`
+}
+
+// Do runs one benchmark on a fresh stack slice: the phases of cfg.Kind,
+// then the Kafka and PostgreSQL ceilings with the services stopped.
 func Do(ctx context.Context, cfg Config) (*Run, error) {
-	logf := cfg.Log
 	sl, err := stack.New(ctx, cfg.Brokers, cfg.DatabaseURL)
 	defer func() {
 		if err := sl.Close(); err != nil {
-			logf("clean up the stack slice: %v", err)
+			cfg.Log("clean up the stack slice: %v", err)
 		}
 	}()
 	if err != nil {
 		return nil, err
 	}
-	key := []byte("bench-webhook-key-0123456789abcdef")
-	secret := webhook.FormatSecret(key)
+	ru := &runner{cfg: cfg, logf: cfg.Log, sl: sl, key: []byte("bench-webhook-key-0123456789abcdef"),
+		r: &Run{Metrics: map[string]float64{}}}
+	ru.m = ru.r.Metrics
+	defer ru.close()
+	if err := ru.start(ctx); err != nil {
+		return nil, err
+	}
+	var phases []func(context.Context) error
+	switch cfg.Kind {
+	case KindLight:
+		phases = []func(context.Context) error{ru.light}
+	case KindHotReads:
+		phases = []func(context.Context) error{ru.max, ru.seed, ru.reads}
+	default:
+		phases = []func(context.Context) error{ru.max, ru.steady, ru.reads, ru.reconcile}
+	}
+	for _, phase := range phases {
+		if err := phase(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ru.ceilings(ctx)
+	return ru.r, nil
+}
+
+// runner is one run's state, shared by its phases.
+type runner struct {
+	cfg        Config
+	logf       func(format string, args ...any)
+	sl         *stack.Slice
+	key        []byte
+	rcv, proc  *stack.Proc
+	sink, api  *stack.Proc
+	vis        *Visibility
+	stopListen context.CancelFunc
+	client     *Client // to the receiver
+	apiClient  *Client
+	r          *Run
+	m          map[string]float64
+	want       int64   // reviews accepted so far: what the store must end up holding
+	maxRate    float64 // the maximum phase's sustained reviews/s
+}
+
+// start runs the services on the slice and opens the generator's
+// connections: the receiver's and the api's clients, and the LISTEN on the
+// sink's commit notifications.
+func (ru *runner) start(ctx context.Context) error {
+	cfg, sl := ru.cfg, ru.sl
+	secret := webhook.FormatSecret(ru.key)
 	var secrets []string
 	for _, v := range provider.SecretVars() {
 		secrets = append(secrets, v+"="+secret)
@@ -84,195 +148,129 @@ func Do(ctx context.Context, cfg Config) (*Run, error) {
 	if cfg.ProfileDir != "" {
 		extra = append(extra, "PPROF=true")
 	}
-	rcv, err := sl.Start(ctx, cfg.BinDir, "receiver", "RECEIVER_ADDR", append(secrets, extra...)...)
-	if err != nil {
-		return nil, err
+	var err error
+	if ru.rcv, err = sl.Start(ctx, cfg.BinDir, "receiver", "RECEIVER_ADDR", append(secrets, extra...)...); err != nil {
+		return err
 	}
-	proc, err := sl.Start(ctx, cfg.BinDir, "processor", "PROCESSOR_ADDR", extra...)
-	if err != nil {
-		return nil, err
+	if ru.proc, err = sl.Start(ctx, cfg.BinDir, "processor", "PROCESSOR_ADDR", extra...); err != nil {
+		return err
 	}
-	sink, err := sl.Start(ctx, cfg.BinDir, "sink", "SINK_ADDR", extra...)
-	if err != nil {
-		return nil, err
+	if ru.sink, err = sl.Start(ctx, cfg.BinDir, "sink", "SINK_ADDR", extra...); err != nil {
+		return err
 	}
-	api, err := sl.Start(ctx, cfg.BinDir, "api", "API_ADDR", extra...)
-	if err != nil {
-		return nil, err
+	if ru.api, err = sl.Start(ctx, cfg.BinDir, "api", "API_ADDR", extra...); err != nil {
+		return err
 	}
-	listenCtx, stopListen := context.WithCancel(ctx)
-	defer stopListen()
-	vis, err := Listen(listenCtx, sl.DatabaseURL)
-	if err != nil {
-		return nil, err
+	var listenCtx context.Context
+	listenCtx, ru.stopListen = context.WithCancel(ctx)
+	if ru.vis, err = Listen(listenCtx, sl.DatabaseURL); err != nil {
+		return err
 	}
-	client, err := NewClient(rcv.URL(), 1024)
-	if err != nil {
-		return nil, err
+	if ru.client, err = NewClient(ru.rcv.URL(), 1024); err != nil {
+		return err
 	}
-	defer client.Close()
-	apiClient, err := NewClient(api.URL(), 1024)
-	if err != nil {
-		return nil, err
-	}
-	defer apiClient.Close()
-	r := &Run{Metrics: map[string]float64{}}
-	m := r.Metrics
+	ru.apiClient, err = NewClient(ru.api.URL(), 1024)
+	return err
+}
 
-	// Phase 1: closed loop, as fast as answers come.
-	logf("  max phase: %d senders, %d review(s) per delivery, %s", cfg.Workers, cfg.K, cfg.Load)
-	a := &Sender{Key: key, K: cfg.K, Prefix: "max", Client: client}
-	rows := sampleRows(ctx, sl, cfg.Load+time.Second)
-	profiled := profile(cfg.ProfileDir, cfg.Load, rcv, proc, sink)
-	cpu0, busy0 := sl.CPUSeconds(), machineBusy()
-	start := time.Now()
-	samples := a.ClosedLoop(ctx, cfg.Workers, cfg.Load)
-	sendTime := time.Since(start)
-	accepted := a.Accepted.Load()
-	n, at, err := WaitRows(ctx, sl.DB, accepted, cfg.Drain)
+func (ru *runner) close() {
+	if ru.stopListen != nil {
+		ru.stopListen()
+	}
+	if ru.client != nil {
+		ru.client.Close()
+	}
+	if ru.apiClient != nil {
+		ru.apiClient.Close()
+	}
+}
+
+// sender is a webhook sender of this run for one phase.
+func (ru *runner) sender(prefix string, movies int, sent *sync.Map) *Sender {
+	return &Sender{Key: ru.key, K: ru.cfg.K, Movies: movies, Prefix: prefix, Client: ru.client, Sent: sent}
+}
+
+// settle waits until the store holds every review accepted so far (or
+// Drain passes, which is reported as an error of the run).
+func (ru *runner) settle(ctx context.Context, phase string) (time.Time, error) {
+	n, at, err := WaitRows(ctx, ru.sl.DB, ru.want, ru.cfg.Drain)
 	if err != nil {
-		return nil, fmt.Errorf("count rows: %w", err)
+		return at, fmt.Errorf("count rows: %w", err)
 	}
-	elapsed := at.Sub(start).Seconds()
-	for name, v := range sl.CPUSeconds() {
-		m["max_cpu_cores_"+name] = (v - cpu0[name]) / elapsed
+	if n < ru.want {
+		ru.r.Errors = append(ru.r.Errors, fmt.Sprintf("%s phase: %d of %d accepted reviews in the store after %s", phase, n, ru.want, ru.cfg.Drain))
 	}
-	if busy0 >= 0 {
-		m["max_cpu_cores_machine"] = (machineBusy() - busy0) / elapsed
-		// Kafka, PostgreSQL and whatever else shares the machine.
-		m["max_cpu_cores_others"] = m["max_cpu_cores_machine"]
-		for name := range cpu0 {
-			m["max_cpu_cores_others"] -= m["max_cpu_cores_"+name]
+	return at, nil
+}
+
+// cpuMark is the CPU time of every process and of the machine at a moment.
+type cpuMark struct {
+	procs stack.CPUSample
+	busy  float64
+	at    time.Time
+}
+
+func (ru *runner) mark() cpuMark {
+	return cpuMark{procs: ru.sl.CPUSample(), busy: machineBusy(), at: time.Now()}
+}
+
+// cores is the CPU cores each process (and "machine", "others": the rest
+// of the machine, other tenants included) used since mk, over elapsed
+// seconds (0: since mk was taken).
+func (ru *runner) cores(mk cpuMark, elapsed float64) map[string]float64 {
+	if elapsed <= 0 {
+		elapsed = time.Since(mk.at).Seconds()
+	}
+	out := map[string]float64{}
+	for name, v := range stack.CPUDelta(mk.procs, ru.sl.CPUSample()) {
+		out[name] = v / elapsed
+	}
+	if mk.busy >= 0 {
+		machine := (machineBusy() - mk.busy) / elapsed
+		others := machine
+		for _, v := range out {
+			others -= v
+		}
+		out["machine"], out["others"] = machine, others
+	}
+	return out
+}
+
+// limit records what limited a phase (see Limiter).
+func (ru *runner) limit(phase string, cores map[string]float64, closedLoop bool) {
+	procs := map[string]float64{}
+	for name, v := range cores {
+		if name != "machine" && name != "others" {
+			procs[name] = v
 		}
 	}
-	r.Rows = <-rows
-	for _, err := range <-profiled {
-		logf("  profile: %v", err)
+	machine, ok := cores["machine"]
+	if !ok {
+		machine = -1
 	}
-	r.MaxWebhooks = Summarize(samples)
-	r.MaxLatency = perSecondP99(samples)
-	m["max_accepted_reviews_per_s"] = float64(accepted) / sendTime.Seconds()
-	m["max_webhook_p99_ms"] = r.MaxWebhooks.P99
-	m["rows_per_s_sustained"] = slope(r.Rows, 1, cfg.Load.Seconds())
-	if n < accepted {
-		r.Errors = append(r.Errors, fmt.Sprintf("max phase: %d of %d accepted reviews in the store after %s", n, accepted, cfg.Drain))
-	}
-	m["rows_per_s_to_drained"] = float64(n) / elapsed
-	m["drain_s"] = elapsed - sendTime.Seconds()
-	logf("  max phase: %.0f reviews/s accepted, %.0f rows/s sustained into PostgreSQL, drained %.1fs after the last send; CPU cores: machine %.2f, loadgen %.2f, receiver %.2f, processor %.2f, sink %.2f, kafka %.2f, postgres %.2f, others %.2f",
-		m["max_accepted_reviews_per_s"], m["rows_per_s_sustained"], m["drain_s"], m["max_cpu_cores_machine"],
-		m["max_cpu_cores_loadgen"], m["max_cpu_cores_receiver"], m["max_cpu_cores_processor"], m["max_cpu_cores_sink"],
-		m["max_cpu_cores_kafka"], m["max_cpu_cores_postgres"], m["max_cpu_cores_others"])
-	maxRate := min(m["rows_per_s_sustained"], m["max_accepted_reviews_per_s"])
-	want := accepted
+	l := Limit{Phase: phase, By: Limiter(procs, machine, runtime.NumCPU(), closedLoop)}
+	ru.r.Limits = append(ru.r.Limits, l)
+	ru.logf("  %s phase limited by: %s", phase, l.By)
+}
 
-	// Phase 2: open loop at 80% of the maximum: webhook latency, freshness.
-	rate := cfg.Rate
+// perUnit puts cores / rate, in CPU microseconds per unit, under
+// prefix+name for every process and the machine.
+func perUnit(m map[string]float64, prefix string, cores map[string]float64, rate float64) {
 	if rate <= 0 {
-		rate = 0.8 * maxRate
+		return
 	}
-	m["steady_offered_reviews_per_s"] = rate
-	logf("  steady phase: %.0f reviews/s open loop (%.0f deliveries/s), %s", rate, rate/float64(cfg.K), cfg.Steady)
-	sent := &sync.Map{}
-	b := &Sender{Key: key, K: cfg.K, Prefix: "steady", Client: client, Sent: sent}
-	samples = b.OpenLoop(ctx, rate/float64(cfg.K), cfg.Steady, 4096)
-	r.Webhooks = Summarize(samples)
-	r.Latency = perSecondP99(samples)
-	want += b.Accepted.Load()
-	if n, _, err = WaitRows(ctx, sl.DB, want, cfg.Drain); err != nil {
-		return nil, fmt.Errorf("count rows: %w", err)
+	for name, c := range cores {
+		m[prefix+name] = CPUMicros(c, rate)
 	}
-	if n < want {
-		r.Errors = append(r.Errors, fmt.Sprintf("steady phase: %d of %d accepted reviews in the store after %s", n, want, cfg.Drain))
-	}
-	// The last notifications may trail the count by a moment.
-	time.Sleep(200 * time.Millisecond)
-	r.Freshness = vis.Freshness(sent)
-	m["webhook_p50_ms"], m["webhook_p99_ms"], m["webhook_p999_ms"] = r.Webhooks.P50, r.Webhooks.P99, r.Webhooks.P999
-	m["webhook_ok_ratio"] = ratio(r.Webhooks.OK, r.Webhooks.Count)
-	m["freshness_p50_ms"], m["freshness_p99_ms"] = r.Freshness.P50, r.Freshness.P99
-	m["freshness_coverage"] = r.Freshness.Coverage
-	if p50, p99, err := StoredFreshness(ctx, sl.DB, "steady"); err == nil {
-		m["stored_freshness_p50_ms"], m["stored_freshness_p99_ms"] = p50, p99
-	}
-	logf("  steady phase: webhook p50 %.1f ms, p99 %.1f ms, freshness p99 %.0f ms", r.Webhooks.P50, r.Webhooks.P99, r.Freshness.P99)
+}
 
-	// Phase 3a: the reader alone, for reference (what ingest costs reads).
-	logf("  idle read phase: reader at %.0f/s, no ingest, %s", cfg.ReadRate, cfg.Steady)
-	cpu0, busy0 = sl.CPUSeconds(), machineBusy()
-	idleStart := time.Now()
-	readProfiled := profile(cfg.ProfileDir, cfg.Steady, api)
-	idle := Summarize(Reader(ctx, apiClient, cfg.ReadRate, cfg.Steady))
-	for _, err := range <-readProfiled {
-		logf("  profile: %v", err)
+// CPUMicros is the CPU microseconds per unit of work of a process using
+// cores while rate units per second are done.
+func CPUMicros(cores, rate float64) float64 {
+	if rate <= 0 {
+		return 0
 	}
-	// What reads cost, per 1,000 reads/s: the API, PostgreSQL, the machine.
-	per := float64(idle.Count) / time.Since(idleStart).Seconds() / 1000
-	for name, v := range sl.CPUSeconds() {
-		if name == "api" || name == "postgres" || name == "loadgen" {
-			m["idle_read_cpu_cores_"+name] = (v - cpu0[name]) / time.Since(idleStart).Seconds() / per
-		}
-	}
-	if busy0 >= 0 {
-		m["idle_read_cpu_cores_machine"] = (machineBusy() - busy0) / time.Since(idleStart).Seconds() / per
-	}
-	m["idle_read_p50_ms"], m["idle_read_p99_ms"] = idle.P50, idle.P99
-	logf("  idle read phase: read p50 %.1f ms, p99 %.1f ms; CPU cores per 1,000 reads/s: machine %.2f, api %.2f, postgres %.2f, loadgen %.2f",
-		idle.P50, idle.P99, m["idle_read_cpu_cores_machine"], m["idle_read_cpu_cores_api"], m["idle_read_cpu_cores_postgres"], m["idle_read_cpu_cores_loadgen"])
-
-	// Phase 3b: a reader at a fixed rate while webhooks keep coming.
-	ingest := cfg.ReadIngest * maxRate
-	m["read_phase_ingest_reviews_per_s"] = ingest
-	logf("  read phase: reader at %.0f/s, ingest %.0f reviews/s open loop, %s", cfg.ReadRate, ingest, cfg.Steady)
-	c := &Sender{Key: key, K: cfg.K, Prefix: "read", Client: client}
-	var reads []Sample
-	var wg sync.WaitGroup
-	wg.Go(func() { reads = Reader(ctx, apiClient, cfg.ReadRate, cfg.Steady) })
-	rs := c.OpenLoop(ctx, ingest/float64(cfg.K), cfg.Steady, 4096)
-	wg.Wait()
-	want += c.Accepted.Load()
-	r.Reads = Summarize(reads)
-	m["read_p50_ms"], m["read_p99_ms"] = r.Reads.P50, r.Reads.P99
-	m["read_ok_ratio"] = ratio(r.Reads.OK, r.Reads.Count)
-	m["read_rate_per_s"] = float64(r.Reads.Count) / cfg.Steady.Seconds()
-	m["read_phase_webhook_p99_ms"] = Summarize(rs).P99
-	if n, _, err = WaitRows(ctx, sl.DB, want, cfg.Drain); err != nil {
-		return nil, fmt.Errorf("count rows: %w", err)
-	}
-	if n < want {
-		r.Errors = append(r.Errors, fmt.Sprintf("read phase: %d of %d accepted reviews in the store after %s", n, want, cfg.Drain))
-	}
-	logf("  read phase: read p50 %.1f ms, p99 %.1f ms (%.0f%% 200)", r.Reads.P50, r.Reads.P99, 100*m["read_ok_ratio"])
-
-	// Reconcile speed: the whole raw log folded and compared with the store.
-	if secs, err := reconcile(ctx, sl, cfg.BinDir); err != nil {
-		r.Errors = append(r.Errors, "reconcile: "+err.Error())
-	} else {
-		m["reconcile_s"] = secs
-		m["reconcile_records_per_s"] = float64(want) / secs
-		logf("  reconcile: %d records in %.1fs, in sync", want, secs)
-	}
-
-	// Ceilings, alone on the machine's share: the services are stopped.
-	stopListen()
-	sl.StopServices()
-	kc, err := KafkaCeiling(ctx, sl.Brokers, sl.Names.Topic(kafkax.TopicRaw), cfg.K, cfg.Workers, cfg.Ceiling)
-	if err != nil {
-		r.Errors = append(r.Errors, "kafka ceiling: "+err.Error())
-	}
-	pc, err := PostgresCeiling(ctx, sl.DB, 1000, 2, cfg.Ceiling)
-	if err != nil {
-		r.Errors = append(r.Errors, "postgres ceiling: "+err.Error())
-	}
-	m["kafka_ceiling_records_per_s"], m["postgres_ceiling_rows_per_s"] = kc, pc
-	if kc > 0 {
-		m["ratio_to_kafka_ceiling"] = m["rows_per_s_sustained"] / kc
-	}
-	if pc > 0 {
-		m["ratio_to_postgres_ceiling"] = m["rows_per_s_sustained"] / pc
-	}
-	logf("  ceilings: bare producer %.0f records/s, bare upserts %.0f rows/s", kc, pc)
-	return r, nil
+	return cores / rate * 1e6
 }
 
 // machineBusy is the machine's busy CPU seconds, or -1 when unknown.

@@ -130,3 +130,31 @@ func StoredFreshness(ctx context.Context, db *pgxpool.Pool, prefix string) (p50,
 		FROM reviews WHERE id LIKE $1 AND accepted_at IS NOT NULL`, "generic:"+prefix+"-%").Scan(&p50, &p99)
 	return p50, p99, err
 }
+
+// CommittedAt calls f with the id and committed_at (the sink transaction's
+// now(), its start) of every row whose id starts with idPrefix.
+func CommittedAt(ctx context.Context, db *pgxpool.Pool, idPrefix string, f func(id string, at time.Time)) error {
+	rows, err := db.Query(ctx, `SELECT id, committed_at FROM reviews WHERE id LIKE $1 AND committed_at IS NOT NULL`, idPrefix+"%")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return err
+		}
+		f(id, at)
+	}
+	return rows.Err()
+}
+
+// each calls f with every review id seen committed and when.
+func (v *Visibility) each(f func(id string, at time.Time)) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for id, at := range v.seen {
+		f(id, at)
+	}
+}

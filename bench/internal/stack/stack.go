@@ -228,39 +228,58 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// CPUSeconds returns the CPU time (user + system) each running service has
-// used so far, read from /proc (Linux); services it cannot read are left out.
-func (s *Slice) CPUSeconds() map[string]float64 {
-	out := map[string]float64{}
+// CPUSample is the CPU time (user + system, seconds) of each process of
+// interest by name and pid: "loadgen", each running service, and the
+// machine's Kafka brokers (a JVM running kafka.Kafka) and PostgreSQL
+// processes (the postmaster and its backends) as "kafka" and "postgres".
+type CPUSample map[string]map[int]float64
+
+// CPUSample reads /proc (Linux); processes it cannot read are left out.
+func (s *Slice) CPUSample() CPUSample {
+	out := CPUSample{}
+	add := func(name string, pid int, path string) {
+		if v, ok := procCPU(path); ok {
+			if out[name] == nil {
+				out[name] = map[int]float64{}
+			}
+			out[name][pid] = v
+		}
+	}
 	for _, p := range s.procs {
-		if p.cmd.Process == nil {
-			continue
-		}
-		if v, ok := procCPU("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat"); ok {
-			out[p.Name] = v
+		if p.cmd.Process != nil {
+			add(p.Name, p.cmd.Process.Pid, "/proc/"+strconv.Itoa(p.cmd.Process.Pid)+"/stat")
 		}
 	}
-	if v, ok := procCPU("/proc/self/stat"); ok {
-		out["loadgen"] = v
-	}
-	for name, v := range infraCPU() {
-		out[name] = v
+	add("loadgen", os.Getpid(), "/proc/self/stat")
+	infraCPU(add)
+	return out
+}
+
+// CPUDelta is the CPU seconds each name used from a to b: per process
+// alive at b, its time less what it had at a (all of it when it started
+// in between). A process that exited in between takes what it used since a
+// with it, so a figure with short-lived processes (PostgreSQL backends) is
+// a lower bound; one that exited never turns a figure negative.
+func CPUDelta(a, b CPUSample) map[string]float64 {
+	out := map[string]float64{}
+	for name, pids := range b {
+		for pid, v := range pids {
+			out[name] += v - a[name][pid]
+		}
 	}
 	return out
 }
 
-// infraCPU sums the CPU time of the machine's Kafka brokers (a JVM running
-// kafka.Kafka) and PostgreSQL processes (the postmaster and its backends)
-// under "kafka" and "postgres". A backend that exits between two readings
-// takes its time with it, so the postgres figure is a lower bound.
-func infraCPU() map[string]float64 {
-	out := map[string]float64{}
+// infraCPU calls add with each Kafka broker ("kafka") and PostgreSQL
+// process ("postgres") of the machine.
+func infraCPU(add func(name string, pid int, statPath string)) {
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
-		return out
+		return
 	}
 	for _, d := range dirs {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
 			continue
 		}
 		base := "/proc/" + d.Name()
@@ -272,14 +291,10 @@ func infraCPU() map[string]float64 {
 				name = "kafka"
 			}
 		}
-		if name == "" {
-			continue
-		}
-		if v, ok := procCPU(base + "/stat"); ok {
-			out[name] += v
+		if name != "" {
+			add(name, pid, base+"/stat")
 		}
 	}
-	return out
 }
 
 // MachineBusySeconds is the CPU time all processes of the machine have used

@@ -1,0 +1,227 @@
+package load
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
+)
+
+// max is the closed-loop phase: Workers senders, each sending the next
+// delivery when the answer comes, for Load. It measures reviews accepted
+// per second, rows committed per second (the slope of the row count), how
+// long the store took to catch up, and each process's CPU per review.
+func (ru *runner) max(ctx context.Context) error {
+	cfg, m := ru.cfg, ru.m
+	ru.logf("  max phase: %d senders, %d review(s) per delivery, %s", cfg.Workers, cfg.K, cfg.Load)
+	a := ru.sender("max", Movies, nil)
+	rows := sampleRows(ctx, ru.sl, cfg.Load+time.Second)
+	profiled := profile(cfg.ProfileDir, cfg.Load, ru.rcv, ru.proc, ru.sink)
+	mk := ru.mark()
+	samples := a.ClosedLoop(ctx, cfg.Workers, cfg.Load)
+	sendTime := time.Since(mk.at)
+	accepted := a.Accepted.Load()
+	ru.want += accepted
+	at, err := ru.settle(ctx, "max")
+	if err != nil {
+		return err
+	}
+	elapsed := at.Sub(mk.at).Seconds()
+	cores := ru.cores(mk, elapsed)
+	for name, v := range cores {
+		m["max_cpu_cores_"+name] = v
+	}
+	ru.r.Rows = <-rows
+	for _, err := range <-profiled {
+		ru.logf("  profile: %v", err)
+	}
+	ru.r.MaxWebhooks = Summarize(samples)
+	ru.r.MaxLatency = perSecondP99(samples)
+	m["max_accepted_reviews_per_s"] = float64(accepted) / sendTime.Seconds()
+	m["max_webhook_p99_ms"] = ru.r.MaxWebhooks.P99
+	m["rows_per_s_sustained"] = slope(ru.r.Rows, 1, cfg.Load.Seconds())
+	n, _ := CountRows(ctx, ru.sl.DB)
+	m["rows_per_s_to_drained"] = float64(n) / elapsed
+	m["drain_s"] = elapsed - sendTime.Seconds()
+	// CPU time over the phase divided by the reviews it committed.
+	perUnit(m, "max_cpu_us_per_review_", cores, m["rows_per_s_to_drained"])
+	ru.logf("  max phase: %.0f reviews/s accepted, %.0f rows/s sustained into PostgreSQL, drained %.1fs after the last send; CPU cores: machine %.2f, loadgen %.2f, receiver %.2f, processor %.2f, sink %.2f, kafka %.2f, postgres %.2f, others %.2f",
+		m["max_accepted_reviews_per_s"], m["rows_per_s_sustained"], m["drain_s"], m["max_cpu_cores_machine"],
+		m["max_cpu_cores_loadgen"], m["max_cpu_cores_receiver"], m["max_cpu_cores_processor"], m["max_cpu_cores_sink"],
+		m["max_cpu_cores_kafka"], m["max_cpu_cores_postgres"], m["max_cpu_cores_others"])
+	ru.limit("max", cores, true)
+	ru.maxRate = min(m["rows_per_s_sustained"], m["max_accepted_reviews_per_s"])
+	return nil
+}
+
+// steady is the open-loop phase at Rate (default 80% of the maximum):
+// webhook latency and freshness (sent to the commit notification).
+func (ru *runner) steady(ctx context.Context) error {
+	cfg, m, r := ru.cfg, ru.m, ru.r
+	rate := cfg.Rate
+	if rate <= 0 {
+		rate = 0.8 * ru.maxRate
+	}
+	m["steady_offered_reviews_per_s"] = rate
+	ru.logf("  steady phase: %.0f reviews/s open loop (%.0f deliveries/s), %s", rate, rate/float64(cfg.K), cfg.Steady)
+	sent := &sync.Map{}
+	b := ru.sender("steady", Movies, sent)
+	mk := ru.mark()
+	samples := b.OpenLoop(ctx, rate/float64(cfg.K), cfg.Steady, 4096)
+	cores := ru.cores(mk, 0)
+	r.Webhooks = Summarize(samples)
+	r.Latency = perSecondP99(samples)
+	ru.want += b.Accepted.Load()
+	if _, err := ru.settle(ctx, "steady"); err != nil {
+		return err
+	}
+	// The last notifications may trail the count by a moment.
+	time.Sleep(200 * time.Millisecond)
+	r.Freshness = ru.vis.Freshness(sent)
+	m["webhook_p50_ms"], m["webhook_p99_ms"], m["webhook_p999_ms"] = r.Webhooks.P50, r.Webhooks.P99, r.Webhooks.P999
+	m["webhook_ok_ratio"] = ratio(r.Webhooks.OK, r.Webhooks.Count)
+	m["freshness_p50_ms"], m["freshness_p99_ms"] = r.Freshness.P50, r.Freshness.P99
+	m["freshness_coverage"] = r.Freshness.Coverage
+	if p50, p99, err := StoredFreshness(ctx, ru.sl.DB, "steady"); err == nil {
+		m["stored_freshness_p50_ms"], m["stored_freshness_p99_ms"] = p50, p99
+	}
+	ru.logf("  steady phase: webhook p50 %.1f ms, p99 %.1f ms, freshness p99 %.0f ms", r.Webhooks.P50, r.Webhooks.P99, r.Freshness.P99)
+	ru.limit("steady", cores, false)
+	return nil
+}
+
+// seed gives each of the ReadMovies movies SeedReviews reviews (in
+// 10-review deliveries from 16 senders), so that the reads that follow
+// answer full pages.
+func (ru *runner) seed(ctx context.Context) error {
+	movies, per := ru.cfg.ReadMovies, ru.cfg.SeedReviews
+	if movies <= 0 || per <= 0 {
+		return nil
+	}
+	ru.logf("  seed phase: %d reviews for each of %d movies", per, movies)
+	s := &Sender{Key: ru.key, K: 10, Movies: movies, Prefix: "seed", Client: ru.client}
+	s.SendN(ctx, 16, (movies*per+9)/10)
+	ru.want += s.Accepted.Load()
+	_, err := ru.settle(ctx, "seed")
+	return err
+}
+
+// reads is the reader at ReadRate over ReadMovies movies, first alone
+// (metrics idle_read_*), then while webhooks come at ReadIngest of the
+// maximum (read_*): latency, and the CPU the api and PostgreSQL spend per
+// read.
+func (ru *runner) reads(ctx context.Context) error {
+	cfg, m := ru.cfg, ru.m
+	movies := cfg.ReadMovies
+	if movies <= 0 {
+		movies = Movies
+	}
+	m["read_movies"] = float64(movies)
+	ru.logf("  idle read phase: reader at %.0f/s over %d movies, no ingest, %s", cfg.ReadRate, movies, cfg.Steady)
+	mk := ru.mark()
+	readProfiled := profile(cfg.ProfileDir, cfg.Steady, ru.api)
+	idle := Summarize(Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady))
+	cores := ru.cores(mk, 0)
+	for _, err := range <-readProfiled {
+		ru.logf("  profile: %v", err)
+	}
+	ru.readCPU("idle_read_", cores, float64(idle.Count)/time.Since(mk.at).Seconds(), 0)
+	m["idle_read_p50_ms"], m["idle_read_p99_ms"], m["idle_read_p999_ms"] = idle.P50, idle.P99, idle.P999
+	ru.logf("  idle read phase: read p50 %.1f ms, p99 %.1f ms; CPU us per read: api %.0f, postgres %.0f, loadgen %.0f, machine %.0f",
+		idle.P50, idle.P99, m["idle_read_cpu_us_per_read_api"], m["idle_read_cpu_us_per_read_postgres"],
+		m["idle_read_cpu_us_per_read_loadgen"], m["idle_read_cpu_us_per_read_machine"])
+	ru.limit("idle read", cores, false)
+	return ru.ingestReads(ctx, movies)
+}
+
+// ingestReads is the reader at ReadRate while webhooks come at ReadIngest
+// of the maximum.
+func (ru *runner) ingestReads(ctx context.Context, movies int) error {
+	cfg, m := ru.cfg, ru.m
+	ingest := cfg.ReadIngest * ru.maxRate
+	m["read_phase_ingest_reviews_per_s"] = ingest
+	ru.logf("  read phase: reader at %.0f/s, ingest %.0f reviews/s open loop, %s", cfg.ReadRate, ingest, cfg.Steady)
+	c := ru.sender("read", Movies, nil)
+	var reads []Sample
+	var wg sync.WaitGroup
+	mk := ru.mark()
+	wg.Go(func() { reads = Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady) })
+	rs := c.OpenLoop(ctx, ingest/float64(cfg.K), cfg.Steady, 4096)
+	wg.Wait()
+	cores := ru.cores(mk, 0)
+	ru.want += c.Accepted.Load()
+	ru.r.Reads = Summarize(reads)
+	m["read_p50_ms"], m["read_p99_ms"], m["read_p999_ms"] = ru.r.Reads.P50, ru.r.Reads.P99, ru.r.Reads.P999
+	m["read_ok_ratio"] = ratio(ru.r.Reads.OK, ru.r.Reads.Count)
+	m["read_rate_per_s"] = float64(ru.r.Reads.Count) / cfg.Steady.Seconds()
+	m["read_phase_webhook_p99_ms"] = Summarize(rs).P99
+	// PostgreSQL also writes the ingest meanwhile: take off what the
+	// maximum phase measured per review, an estimate.
+	ru.readCPU("read_", cores, m["read_rate_per_s"], ingest)
+	if _, err := ru.settle(ctx, "read"); err != nil {
+		return err
+	}
+	ru.logf("  read phase: read p50 %.1f ms, p99 %.1f ms (%.0f%% 200); CPU us per read: api %.0f, postgres %.0f (ingest's share taken off)",
+		ru.r.Reads.P50, ru.r.Reads.P99, 100*m["read_ok_ratio"], m["read_cpu_us_per_read_api"], m["read_cpu_us_per_read_postgres"])
+	ru.limit("read", cores, false)
+	return nil
+}
+
+// readCPU records the CPU per 1,000 reads/s (cores) and per read (us) of
+// the api, PostgreSQL, the generator and the machine under prefix. With
+// ingest (reviews/s) meanwhile, PostgreSQL's and the machine's share of it
+// is estimated from the maximum phase's CPU per review and taken off.
+func (ru *runner) readCPU(prefix string, cores map[string]float64, readsPerS, ingest float64) {
+	m := ru.m
+	for _, name := range []string{"api", "postgres", "loadgen", "machine"} {
+		c, ok := cores[name]
+		if !ok {
+			continue
+		}
+		if ingest > 0 && name != "api" {
+			c = max(0, c-ingest*m["max_cpu_us_per_review_"+name]/1e6)
+		}
+		if readsPerS > 0 {
+			m[prefix+"cpu_cores_"+name] = c / (readsPerS / 1000)
+			m[prefix+"cpu_us_per_read_"+name] = CPUMicros(c, readsPerS)
+		}
+	}
+}
+
+// reconcile times bin/reviewctl reconcile over the whole raw log.
+func (ru *runner) reconcile(ctx context.Context) error {
+	secs, err := reconcile(ctx, ru.sl, ru.cfg.BinDir)
+	if err != nil {
+		ru.r.Errors = append(ru.r.Errors, "reconcile: "+err.Error())
+		return nil
+	}
+	ru.m["reconcile_s"] = secs
+	ru.m["reconcile_records_per_s"] = float64(ru.want) / secs
+	ru.logf("  reconcile: %d records in %.1fs, in sync", ru.want, secs)
+	return nil
+}
+
+// ceilings measure a bare Kafka producer and bare PostgreSQL upserts in the
+// same slice, with the services stopped.
+func (ru *runner) ceilings(ctx context.Context) {
+	cfg, m, sl := ru.cfg, ru.m, ru.sl
+	ru.stopListen()
+	sl.StopServices()
+	kc, err := KafkaCeiling(ctx, sl.Brokers, sl.Names.Topic(kafkax.TopicRaw), cfg.K, cfg.Workers, cfg.Ceiling)
+	if err != nil {
+		ru.r.Errors = append(ru.r.Errors, "kafka ceiling: "+err.Error())
+	}
+	pc, err := PostgresCeiling(ctx, sl.DB, 1000, 2, cfg.Ceiling)
+	if err != nil {
+		ru.r.Errors = append(ru.r.Errors, "postgres ceiling: "+err.Error())
+	}
+	m["kafka_ceiling_records_per_s"], m["postgres_ceiling_rows_per_s"] = kc, pc
+	if rows := m["rows_per_s_sustained"]; rows > 0 && kc > 0 {
+		m["ratio_to_kafka_ceiling"] = rows / kc
+	}
+	if rows := m["rows_per_s_sustained"]; rows > 0 && pc > 0 {
+		m["ratio_to_postgres_ceiling"] = rows / pc
+	}
+	ru.logf("  ceilings: bare producer %.0f records/s, bare upserts %.0f rows/s", kc, pc)
+}
