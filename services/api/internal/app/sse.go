@@ -189,6 +189,9 @@ func (a *API) onNotify(ctx context.Context, payload string) {
 		a.log.Warn("ignoring a malformed change notification", zap.String("payload", payload), zap.Error(err))
 		return
 	}
+	// First the cache, then the events: a reader who reloads on an
+	// event must not be served the answer from before the change.
+	a.invalidate(ns)
 	for _, n := range ns {
 		a.onNotice(ctx, n)
 	}
