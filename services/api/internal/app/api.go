@@ -199,6 +199,9 @@ type API struct {
 	// afterRead, when set (by tests), runs after a cacheable answer was
 	// read from the store and before it is stored in the cache.
 	afterRead func(key string)
+	// beforePublish, when set (by tests), runs before the events of a
+	// change notice are published.
+	beforePublish func(movie string)
 	// reviewCC is the Cache-Control of single reviews, listCC of fresh
 	// review lists far from turning stale.
 	reviewCC, listCC string

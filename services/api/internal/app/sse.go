@@ -203,6 +203,9 @@ func (a *API) onNotice(ctx context.Context, n changefeed.Notice) {
 		return
 	}
 	a.m.notices.WithLabelValues("yes").Inc()
+	if a.beforePublish != nil {
+		a.beforePublish(n.MovieID)
+	}
 	if n.More {
 		b, _ := json.Marshal(map[string]string{"movie_id": n.MovieID, "reason": "many changes"})
 		a.hub.publish(n.MovieID, sseEvent{name: "resync", data: b})
