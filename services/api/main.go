@@ -45,6 +45,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		MaxAge:             env.Duration("CACHE_MAX_AGE", 2*time.Second),
 		Heartbeat:          env.Duration("SSE_HEARTBEAT", 15*time.Second),
 		HealthTTL:          env.Duration("PROVIDER_HEALTH_TTL", time.Second),
+		CacheBytes:         int64(env.Int("API_CACHE_BYTES", app.DefaultCacheBytes)),
 		Brokers:            common.Brokers,
 		Names:              names,
 	}
@@ -57,11 +58,15 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	if err := env.Err(); err != nil {
 		return err
 	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = -1 // API_CACHE_BYTES=0: no cache (Config's zero is the default)
+	}
 	log.Info("starting", zap.Strings("brokers", common.Brokers), zap.String("addr", addr),
 		zap.String("database", config.MaskURL(common.DatabaseURL)), zap.String("topic_namespace", common.TopicNamespace),
 		zap.Strings("providers", cfg.Providers), zap.Duration("freshness_objective", cfg.Objective),
 		zap.Strings("trusted_proxies", cfg.TrustedProxies), zap.Int("sse_max_per_client", cfg.SSEMaxPerClient), zap.Int("sse_max", cfg.SSEMax),
-		zap.Float64("refresh_global_rate", cfg.RefreshGlobalRate), zap.Bool("ops_token", cfg.OpsToken != ""))
+		zap.Float64("refresh_global_rate", cfg.RefreshGlobalRate), zap.Bool("ops_token", cfg.OpsToken != ""),
+		zap.Int64("cache_bytes", max(0, cfg.CacheBytes)))
 
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	err := pgstore.WaitReady(wctx, common.DatabaseURL)

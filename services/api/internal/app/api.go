@@ -25,6 +25,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/provider"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
+	"github.com/reviewpipe/reviewpipe/services/api/internal/cache"
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
 
@@ -83,6 +84,9 @@ type Config struct {
 	// writes them once per sync, so a second saves a query per read
 	// without making a stale notice noticeably late.
 	HealthTTL time.Duration
+	// CacheBytes bounds the in-process cache of encoded answers (movies'
+	// first pages, single reviews): 64 MiB when zero, none when negative.
+	CacheBytes int64
 	// Brokers and Names locate the topics of the operator view.
 	Brokers []string
 	Names   kafkax.Names
@@ -128,6 +132,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SSEWriteTimeout == 0 {
 		c.SSEWriteTimeout = 10 * time.Second
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
 	}
 	trusted, err := parseTrustedProxies(c.TrustedProxies)
 	if err != nil {
@@ -187,8 +194,19 @@ type API struct {
 	flights flights
 	kafka   *kafkaOffsets
 	health  healthCache
+	parts   healthParts
+	cache   *cache.Cache[*answer]
 	dead    deadLetters
 	now     func() time.Time
+	// afterRead, when set (by tests), runs after a cacheable answer was
+	// read from the store and before it is stored in the cache.
+	afterRead func(key string)
+	// beforePublish, when set (by tests), runs before the events of a
+	// change notice are published.
+	beforePublish func(movie string)
+	// reviewCC is the Cache-Control of single reviews, listCC of fresh
+	// review lists far from turning stale.
+	reviewCC, listCC string
 }
 
 // healthCache keeps the provider_health rows for Config.HealthTTL. Safe for
@@ -197,23 +215,40 @@ type healthCache struct {
 	mu   sync.Mutex
 	at   time.Time
 	rows map[string]store.ProviderHealth
+	// ver moves with every read of the table.
+	ver uint64
 }
 
 func (c *healthCache) get(ctx context.Context, ttl time.Duration, read func(context.Context) (map[string]store.ProviderHealth, error)) (map[string]store.ProviderHealth, error) {
+	rows, _, err := c.getVersioned(ctx, ttl, read)
+	return rows, err
+}
+
+// getVersioned is get with the version of the rows returned: the same
+// version, the same rows.
+func (c *healthCache) getVersioned(ctx context.Context, ttl time.Duration, read func(context.Context) (map[string]store.ProviderHealth, error)) (map[string]store.ProviderHealth, uint64, error) {
 	if ttl <= 0 {
-		return read(ctx)
+		rows, err := read(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.ver++
+		return rows, c.ver, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rows != nil && time.Since(c.at) < ttl {
-		return c.rows, nil
+		return c.rows, c.ver, nil
 	}
 	rows, err := read(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	c.rows, c.at = rows, time.Now()
-	return rows, nil
+	c.ver++
+	return rows, c.ver, nil
 }
 
 // New returns the API over st, queuing refresh requests with sync.
@@ -227,6 +262,10 @@ func New(cfg Config, st *store.Store, sync Writer, log *zap.Logger, reg promethe
 	a.limiter = newClientLimiter(cfg.RefreshRate, cfg.RefreshBurst)
 	a.global = rate.NewLimiter(rate.Limit(cfg.RefreshGlobalRate), cfg.RefreshGlobalBurst)
 	a.kafka = &kafkaOffsets{brokers: cfg.Brokers, ttl: 2 * time.Second}
+	a.cache = cache.New[*answer](max(0, cfg.CacheBytes))
+	a.m.registerCache(reg, a.cache)
+	a.reviewCC = publicCache(cfg.MaxAge)
+	a.listCC = a.reviewCC
 	for _, rt := range a.routes() {
 		a.mux.HandleFunc(rt.pattern, rt.handler)
 	}
@@ -288,6 +327,10 @@ func (a *API) Handler() http.Handler {
 func (a *API) RunListener(ctx context.Context, databaseURL string) error {
 	l := &store.Listener{URL: databaseURL, Log: a.log,
 		OnConnect: func(first bool) {
+			// Changes committed while the listener was away (or before
+			// it first listened) were not announced: start the cache
+			// empty, and refuse fills of reads begun before now.
+			a.cache.SetBypass(false)
 			a.hub.setConnected(true)
 			if !first {
 				// Changes committed while we were away were not
@@ -295,8 +338,13 @@ func (a *API) RunListener(ctx context.Context, databaseURL string) error {
 				a.hub.broadcastResync("live updates reconnected")
 			}
 		},
-		OnDisconnect: func(error) { a.hub.setConnected(false) },
-		OnNotify:     func(payload string) { a.onNotify(ctx, payload) },
+		OnDisconnect: func(error) {
+			// Notifications may be missed from now on: serve from the
+			// store until the listener is back.
+			a.cache.SetBypass(true)
+			a.hub.setConnected(false)
+		},
+		OnNotify: func(payload string) { a.onNotify(ctx, payload) },
 	}
 	return l.Run(ctx)
 }
@@ -340,6 +388,10 @@ func limitParam(r *http.Request, def, maxLimit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return limitOf(q, def, maxLimit)
+}
+
+func limitOf(q url.Values, def, maxLimit int) (int, error) {
 	s := q.Get("limit")
 	if s == "" {
 		return def, nil
@@ -361,65 +413,12 @@ type ReviewList struct {
 	Providers   []ProviderStatus `json:"providers"`
 }
 
-func (a *API) movieReviews(w http.ResponseWriter, r *http.Request) {
-	movie, err := movieParam(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	limit, err := limitParam(r, 20, 100)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	var after *store.Cursor
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		if after, err = decodeCursor(c); err != nil {
-			a.fail(w, r, badRequest(err.Error()))
-			return
-		}
-	}
-	page, err := a.store.MovieReviews(r.Context(), movie, limit, after)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	views, err := a.providers(r.Context())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := ReviewList{MovieID: movie, Reviews: page.Reviews, LastUpdated: page.LastChanged, Stale: anyStale(views)}
-	for _, v := range views {
-		out.Providers = append(out.Providers, v.ProviderStatus)
-	}
-	if page.Next != nil {
-		c := encodeCursor(*page.Next)
-		out.NextCursor = &c
-	}
-	a.writeJSON(w, r, out, publicCache(a.cfg.MaxAge))
-}
-
-func (a *API) providers(ctx context.Context) ([]providerView, error) {
-	return a.providersAt(ctx, a.now())
-}
-
 func (a *API) providersAt(ctx context.Context, now time.Time) ([]providerView, error) {
 	rows, err := a.health.get(ctx, a.cfg.HealthTTL, a.store.ProviderHealth)
 	if err != nil {
 		return nil, err
 	}
 	return providerViews(&a.cfg, rows, now), nil
-}
-
-func (a *API) review(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	rv, err := a.store.Review(r.Context(), id)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.writeJSON(w, r, rv, publicCache(a.cfg.MaxAge))
 }
 
 // MovieList is the answer of GET /v1/movies: the movies whose reviews

@@ -256,10 +256,33 @@ func TestETagsAndCaching(t *testing.T) {
 			t.Fatalf("%s with a list of tags: %d, want 304", path, code)
 		}
 	}
+	// No provider has synced: the answer is stale, and a shared cache must
+	// revalidate it every time.
 	_, h, _ := get(t, "GET", f.url+"/v1/movies/tt0111161/reviews", nil)
-	if cc := h.Get("Cache-Control"); cc != "public, max-age=3, stale-while-revalidate=6" {
-		t.Fatalf("Cache-Control %q", cc)
+	if cc := h.Get("Cache-Control"); cc != "public, no-cache" {
+		t.Fatalf("stale answer: Cache-Control %q, want public, no-cache", cc)
 	}
+	// Every provider synced just now (objective 60s): CACHE_MAX_AGE.
+	if _, err := f.st.DB.Exec(context.Background(), `INSERT INTO provider_health (provider, status, last_success_at) VALUES
+		('generic', 'ok', now()), ('cinescore', 'ok', now()), ('reelpulse', 'ok', now())`); err != nil {
+		t.Fatal(err)
+	}
+	_, h, _ = get(t, "GET", f.url+"/v1/movies/tt0111161/reviews", nil)
+	if cc := h.Get("Cache-Control"); cc != "public, max-age=3, stale-while-revalidate=6" {
+		t.Fatalf("fresh answer: Cache-Control %q", cc)
+	}
+	// Within 4 s of an objective: never cached past it.
+	if _, err := f.st.DB.Exec(context.Background(), `UPDATE provider_health SET last_success_at = now() - interval '57 seconds' WHERE provider = 'cinescore'`); err != nil {
+		t.Fatal(err)
+	}
+	_, h, _ = get(t, "GET", f.url+"/v1/movies/tt0111161/reviews", nil)
+	if cc := h.Get("Cache-Control"); cc != "public, max-age=2, stale-while-revalidate=1" && cc != "public, max-age=2" {
+		t.Fatalf("3 s before turning stale: Cache-Control %q, want max-age=2 and no more than 1 s of stale-while-revalidate", cc)
+	}
+	if _, h, _ = get(t, "GET", f.url+"/v1/reviews/"+r.ID, nil); h.Get("Cache-Control") != "public, max-age=3, stale-while-revalidate=6" {
+		t.Fatalf("single review: Cache-Control %q", h.Get("Cache-Control"))
+	}
+	_, h, _ = get(t, "GET", f.url+"/v1/movies/tt0111161/reviews", nil)
 	etag := h.Get("ETag")
 	f.insert(t, mkReview("generic", "e2", "tt0111161", 2))
 	if code, h, _ := get(t, "GET", f.url+"/v1/movies/tt0111161/reviews", map[string]string{"If-None-Match": etag}); code != http.StatusOK || h.Get("ETag") == etag {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,10 +14,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
 	"github.com/reviewpipe/reviewpipe/pkg/kafkax"
 	"github.com/reviewpipe/reviewpipe/pkg/obs"
 	"github.com/reviewpipe/reviewpipe/pkg/review"
@@ -78,13 +81,23 @@ func serve(t *testing.T, cfg Config, st *store.Store, syncw Writer, databaseURL 
 
 var t0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
-// insert writes reviews straight into the store, as the sink would have,
-// and marks their movies changed.
+// insert writes reviews straight into the store and marks their movies
+// changed, as the sink would have: in one transaction that notifies
+// review_changes. It returns once the api has handled the notifications,
+// so that its cache no longer holds the answers from before.
 func (f *fixture) insert(t *testing.T, rs ...review.Review) {
 	t.Helper()
 	ctx := context.Background()
+	before := noticesSeen(f.api)
+	tx, err := f.st.DB.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	ids := map[string][]string{}
+	var movies []string
 	for _, r := range rs {
-		_, err := f.st.DB.Exec(ctx, `INSERT INTO reviews (id, provider, external_id, movie_id, author, rating, title, body,
+		_, err := tx.Exec(ctx, `INSERT INTO reviews (id, provider, external_id, movie_id, author, rating, title, body,
 			language, url, version, content_hash, source_updated_at, ingested_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			r.ID, r.Provider, r.ExternalID, r.MovieID, r.Author, r.Rating, r.Title, r.Body, r.Language, r.URL,
@@ -92,11 +105,38 @@ func (f *fixture) insert(t *testing.T, rs ...review.Review) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.st.DB.Exec(ctx, `INSERT INTO movies VALUES ($1, now())
+		if _, err := tx.Exec(ctx, `INSERT INTO movies VALUES ($1, now())
 			ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = now()`, r.MovieID); err != nil {
 			t.Fatal(err)
 		}
+		if ids[r.MovieID] == nil {
+			movies = append(movies, r.MovieID)
+		}
+		ids[r.MovieID] = append(ids[r.MovieID], r.ID)
 	}
+	var ns []changefeed.Notice
+	for _, m := range movies {
+		ns = append(ns, changefeed.NewNotice(m, ids[m]))
+	}
+	for _, p := range changefeed.Payloads(ns) {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, changefeed.Channel, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := noticesSeen(f.api); n < before+float64(len(ns)) {
+			return fmt.Errorf("the api handled %v of %d notices", n-before, len(ns))
+		}
+		return nil
+	})
+}
+
+// noticesSeen is how many change notices api has handled.
+func noticesSeen(api *API) float64 {
+	return testutil.ToFloat64(api.m.notices.WithLabelValues("yes")) + testutil.ToFloat64(api.m.notices.WithLabelValues("no"))
 }
 
 func mkReview(provider, ext, movie string, minutes int) review.Review {

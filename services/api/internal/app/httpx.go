@@ -74,7 +74,15 @@ func matches(ifNoneMatch, etag string) bool {
 // writeCached answers a GET with body, its ETag and cacheControl, or 304
 // when the client's If-None-Match already names that ETag.
 func writeCached(w http.ResponseWriter, r *http.Request, contentType string, body []byte, cacheControl string) {
-	etag := etagOf(body)
+	writeTagged(w, r, contentType, body, etagOf(body), cacheControl)
+}
+
+// writeAnswer writes a JSON answer whose ETag is known.
+func writeAnswer(w http.ResponseWriter, r *http.Request, ans *answer, cacheControl string) {
+	writeTagged(w, r, "application/json", ans.body, ans.etag, cacheControl)
+}
+
+func writeTagged(w http.ResponseWriter, r *http.Request, contentType string, body []byte, etag, cacheControl string) {
 	h := w.Header()
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", cacheControl)

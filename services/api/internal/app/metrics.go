@@ -1,6 +1,10 @@
 package app
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reviewpipe/reviewpipe/services/api/internal/cache"
+)
 
 type metrics struct {
 	latency     *prometheus.HistogramVec
@@ -12,6 +16,8 @@ type metrics struct {
 	// refreshWrites counts refresh requests waiting on Kafka.
 	refreshWrites prometheus.Gauge
 	notices       *prometheus.CounterVec
+	// Answer cache lookups, by kind of answer.
+	cacheHitPage, cacheMissPage, cacheHitReview, cacheMissReview prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -43,6 +49,40 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "reviewpipe_api_change_notices_total", Help: "Change notifications received from the sink, by whether a subscriber wanted them.",
 		}, []string{"subscribed"}),
 	}
-	reg.MustRegister(m.latency, m.subscribers, m.sseEvents, m.sseRefused, m.sseClosed, m.refreshes, m.refreshWrites, m.notices)
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reviewpipe_api_cache_lookups_total",
+		Help: "Answer cache lookups by kind (page: a movie's first page; review: one review, 404s included) and result (hit, miss; a miss reads PostgreSQL).",
+	}, []string{"kind", "result"})
+	m.cacheHitPage, m.cacheMissPage = lookups.WithLabelValues("page", "hit"), lookups.WithLabelValues("page", "miss")
+	m.cacheHitReview, m.cacheMissReview = lookups.WithLabelValues("review", "hit"), lookups.WithLabelValues("review", "miss")
+	reg.MustRegister(m.latency, m.subscribers, m.sseEvents, m.sseRefused, m.sseClosed, m.refreshes, m.refreshWrites, m.notices, lookups)
 	return m
+}
+
+// registerCache exports the answer cache's levels and counters.
+func (m *metrics) registerCache(reg prometheus.Registerer, c *cache.Cache[*answer]) {
+	stat := func(f func(cache.Stats) float64) func() float64 { return func() float64 { return f(c.Stats()) } }
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reviewpipe_api_cache_bytes",
+			Help: "Bytes the answer cache holds (answers, keys and a fixed overhead per entry), at most API_CACHE_BYTES."},
+			stat(func(s cache.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reviewpipe_api_cache_max_bytes",
+			Help: "API_CACHE_BYTES: the answer cache's bound (0: disabled)."},
+			func() float64 { return float64(c.MaxBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reviewpipe_api_cache_entries",
+			Help: "Answers the cache holds."},
+			stat(func(s cache.Stats) float64 { return float64(s.Entries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "reviewpipe_api_cache_evictions_total",
+			Help: "Answers evicted, least recently used first, to stay within API_CACHE_BYTES."},
+			stat(func(s cache.Stats) float64 { return float64(s.Evictions) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "reviewpipe_api_cache_invalidations_total",
+			Help: "Answers dropped because a change notification (or a listener reconnect) made them possibly wrong."},
+			stat(func(s cache.Stats) float64 { return float64(s.Invalidated) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "reviewpipe_api_cache_fills_refused_total",
+			Help: "Answers read from PostgreSQL but not cached: a change was announced, or the listener reconnected, while they were read."},
+			stat(func(s cache.Stats) float64 { return float64(s.Refused) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "reviewpipe_api_cache_flushes_total",
+			Help: "Whole-cache flushes: each loss and each (re)connection of the change listener."},
+			stat(func(s cache.Stats) float64 { return float64(s.Flushes) })),
+	)
 }

@@ -189,6 +189,9 @@ func (a *API) onNotify(ctx context.Context, payload string) {
 		a.log.Warn("ignoring a malformed change notification", zap.String("payload", payload), zap.Error(err))
 		return
 	}
+	// First the cache, then the events: a reader who reloads on an
+	// event must not be served the answer from before the change.
+	a.invalidate(ns)
 	for _, n := range ns {
 		a.onNotice(ctx, n)
 	}
@@ -200,6 +203,9 @@ func (a *API) onNotice(ctx context.Context, n changefeed.Notice) {
 		return
 	}
 	a.m.notices.WithLabelValues("yes").Inc()
+	if a.beforePublish != nil {
+		a.beforePublish(n.MovieID)
+	}
 	if n.More {
 		b, _ := json.Marshal(map[string]string{"movie_id": n.MovieID, "reason": "many changes"})
 		a.hub.publish(n.MovieID, sseEvent{name: "resync", data: b})
