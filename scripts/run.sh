@@ -95,6 +95,23 @@ export SIMULATOR_URL=${SIMULATOR_URL:-http://$(addr_of SIMULATOR_ADDR 127.0.0.1:
 export POLL_INTERVAL=${POLL_INTERVAL:-5s}
 export SIMULATOR_TRICKLE_PER_S=${SIMULATOR_TRICKLE_PER_S:-0.5}
 
+# Reads first when the CPU is contended: the stages behind Kafka (processor,
+# sink, analytics, poller) run at a lower priority than those that answer
+# people and providers (api, receiver, simulator). Idle, it changes nothing;
+# saturated, ingest gives way (api README: what it costs ingest). 0 turns it off.
+INGEST_NICE=${INGEST_NICE:-10}
+[[ $INGEST_NICE =~ ^[0-9]+$ && $INGEST_NICE -le 19 ]] || die "INGEST_NICE must be 0 to 19, got '$INGEST_NICE'"
+
+launch() { # name: starts bin/name in the background, its log appended to
+  local name=$1
+  case $name in
+    processor | sink | analytics | poller)
+      nice -n "$INGEST_NICE" "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null & ;;
+    *) "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null & ;;
+  esac
+  PIDS[$name]=$!
+}
+
 start_service() { # name addrvar default
   local name=$1 var=$2 def=$3 addr
   addr=$(addr_of "$var" "$def")
@@ -102,8 +119,7 @@ start_service() { # name addrvar default
     die "port ${addr##*:} for $name is taken by another process: stop it, or set $var"
   fi
   export "$var=$addr"
-  "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  PIDS[$name]=$!
+  launch "$name"
 }
 
 wait_ready() { # name addr
@@ -185,8 +201,7 @@ while :; do
       warn "$name exited (code $code); restarting it in 2s (log: $LOGS/$name.log)"
       sleep 2 & wait $! || true
       [[ $STOPPING == 1 ]] && break 2
-      "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null &
-      PIDS[$name]=$!
+      launch "$name"
     fi
   done
   sleep 1 &
