@@ -46,10 +46,10 @@ type GroupConfig struct {
 	// MaxBatch bounds the records of one Handle call (default 500).
 	MaxBatch int
 	// Linger, when above 0, is how long a batch waits for one more record
-	// once it has taken what the reader holds (default 0: no wait). A
-	// batch is what has arrived while the previous one was handled, so
-	// batches grow under load and a record on a quiet partition goes on at
-	// once; a linger adds latency to every record of a quiet partition.
+	// once it has taken what the reader holds, whatever the partition's
+	// pace (default 0). A quiet partition's batch is what the reader holds,
+	// with no wait; a busy one's lingers 5 ms per record up to MaxWait
+	// (consume, pace.go). A linger adds latency to every quiet record.
 	Linger time.Duration
 	// MaxWait bounds how long a batch lingers from its first record
 	// (default 100ms): linger restarts with every record, so without it a
@@ -205,31 +205,26 @@ func runPartition(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assig
 	}
 }
 
-// consume reads the partition from *next with one reader, hands batches to
-// w and records progress in *next and c, until ctx ends or the reader
-// fails. It reports whether any batch was handled.
+// consume reads the partition from *next, hands batches to w and records
+// progress in *next and c, until ctx ends or the reader fails. It reports
+// whether any batch was handled.
+//
+// It reads in one of two modes (pace) and switches with the partition's
+// rate. Quiet, the broker answers a fetch as soon as it has a record and a
+// batch is what the reader holds, with no wait: each record goes on at
+// once. Busy, fetches wait for 16 KiB or 40 ms and a batch lingers for more
+// records, up to MaxWait: far fewer fetch requests and batches, whose fixed
+// costs (a produce round trip, a PostgreSQL transaction) are shared by many
+// records, which is what holds the maximum throughput on a small machine.
 func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment, w Worker, c *committer,
 	next *int64) (progressed bool, err error) {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   cfg.Brokers,
-		Topic:     a.Topic,
-		Partition: a.Partition,
-		Dialer:    cfg.Dialer,
-		// The broker answers a fetch as soon as it has a byte: a caught-up
-		// consumer gets each record when the broker has it. MaxWait only
-		// bounds an idle long poll.
-		MinBytes: 1,
-		MaxBytes: FetchBytes,
-		MaxWait:  250 * time.Millisecond,
-		// The reader fetches ahead into this queue while a batch is
-		// handled; the next batch takes what piled up (up to MaxBatch).
-		QueueCapacity: cfg.MaxBatch,
-		// Read-committed is irrelevant (no transactions); keep defaults.
-	})
-	defer r.Close()
-	if err := r.SetOffset(*next); err != nil {
-		return false, fmt.Errorf("set offset %d: %w", *next, err)
+	p := newPace(cfg, time.Now())
+	readerBusy := p.busy
+	r, err := openReader(cfg, a, readerBusy, *next)
+	if err != nil {
+		return false, err
 	}
+	defer func() { r.Close() }()
 	batch := make([]kafka.Message, 0, cfg.MaxBatch)
 	for {
 		batch = batch[:0]
@@ -237,21 +232,11 @@ func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment
 		if err != nil {
 			return progressed, fmt.Errorf("fetch at offset %d: %w", *next, err)
 		}
+		p.arrived(time.Now())
 		batch = append(batch, m)
 		batch = takeQueued(ctx, r, batch, cfg.MaxBatch)
-		closeAt := time.Now().Add(cfg.MaxWait)
-		for cfg.Linger > 0 && len(batch) < cfg.MaxBatch {
-			wait := min(cfg.Linger, time.Until(closeAt))
-			if wait <= 0 {
-				break
-			}
-			lctx, cancel := context.WithTimeout(ctx, wait)
-			m, err := r.FetchMessage(lctx)
-			cancel()
-			if err != nil {
-				break
-			}
-			batch = append(batch, m)
+		if linger := p.linger(); linger > 0 {
+			batch = lingerFor(ctx, r, batch, cfg.MaxBatch, linger, cfg.MaxWait)
 		}
 		if !handle(ctx, log, w, batch) {
 			return progressed, ctx.Err()
@@ -261,7 +246,65 @@ func consume(ctx context.Context, cfg GroupConfig, log *zap.Logger, a Assignment
 		progressed = true
 		c.done(*next)
 		cfg.Metrics.setLag(a.Topic, a.Partition, max(0, last.HighWaterMark-last.Offset-1))
+		if p.count(len(batch), time.Now()); p.busy != readerBusy {
+			// The pace changed: the reader fetches the new way from the
+			// next record on.
+			r.Close()
+			readerBusy = p.busy
+			if r, err = openReader(cfg, a, readerBusy, *next); err != nil {
+				return progressed, err
+			}
+		}
 	}
+}
+
+// openReader returns a reader of a's partition from offset next, fetching
+// as pace's mode says.
+func openReader(cfg GroupConfig, a Assignment, busy bool, next int64) (*kafka.Reader, error) {
+	rc := kafka.ReaderConfig{
+		Brokers:   cfg.Brokers,
+		Topic:     a.Topic,
+		Partition: a.Partition,
+		Dialer:    cfg.Dialer,
+		MaxBytes:  FetchBytes,
+		// The reader fetches ahead into this queue while a batch is
+		// handled; the next batch takes what piled up (up to MaxBatch).
+		QueueCapacity: cfg.MaxBatch,
+		// Read-committed is irrelevant (no transactions); keep defaults.
+	}
+	if busy {
+		rc.MinBytes, rc.MaxWait = 16<<10, 40*time.Millisecond
+	} else {
+		// The broker answers as soon as it has a byte; MaxWait only
+		// bounds an idle long poll.
+		rc.MinBytes, rc.MaxWait = 1, 250*time.Millisecond
+	}
+	r := kafka.NewReader(rc)
+	if err := r.SetOffset(next); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("set offset %d: %w", next, err)
+	}
+	return r, nil
+}
+
+// lingerFor appends to batch the records that come within linger of each
+// other, up to max records and maxWait in all.
+func lingerFor(ctx context.Context, r *kafka.Reader, batch []kafka.Message, max int, linger, maxWait time.Duration) []kafka.Message {
+	closeAt := time.Now().Add(maxWait)
+	for len(batch) < max {
+		wait := min(linger, time.Until(closeAt))
+		if wait <= 0 {
+			break
+		}
+		lctx, cancel := context.WithTimeout(ctx, wait)
+		m, err := r.FetchMessage(lctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch
 }
 
 // takeQueued appends to batch, up to max records, what the reader has

@@ -1,0 +1,60 @@
+package kafkax
+
+import (
+	"testing"
+	"time"
+)
+
+// The pace turns busy at busyRate over a window, stays busy down to a
+// quarter of it, turns quiet below that or after a whole window with
+// nothing, and lingers only while busy (or when asked to always).
+func TestPace(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	p := newPace(GroupConfig{}, t0)
+	steps := []struct {
+		ms   int
+		n    int
+		busy bool
+	}{
+		{100, 50, false},   // inside the window: no decision
+		{500, 49, false},   // 99 in 0.5 s: 198/s, under busyRate
+		{1000, 100, true},  // 200/s: busy
+		{1500, 30, true},   // 60/s: above a quarter, still busy
+		{2000, 24, false},  // 48/s: quiet
+		{2400, 500, false}, // inside the window again
+	}
+	for i, s := range steps {
+		if p.count(s.n, at(s.ms)); p.busy != s.busy {
+			t.Fatalf("step %d: busy %v, want %v", i, p.busy, s.busy)
+		}
+		want := time.Duration(0)
+		if s.busy {
+			want = busyLinger
+		}
+		if got := p.linger(); got != want {
+			t.Fatalf("step %d: linger %v, want %v", i, got, want)
+		}
+	}
+	// 500 records in the window that started at 2000 ms: busy at 2500.
+	if p.count(0, at(2500)); !p.busy {
+		t.Fatal("1000/s did not turn the pace busy")
+	}
+	// Nothing for a whole window, then a record: quiet at once.
+	p.arrived(at(3100))
+	if p.busy || p.linger() != 0 {
+		t.Fatal("a record after a quiet window still lingers")
+	}
+	// A record inside the window keeps the mode.
+	q := newPace(GroupConfig{}, t0)
+	q.busy = true
+	q.n = 1
+	q.arrived(at(100))
+	if !q.busy {
+		t.Fatal("a busy partition turned quiet within its window")
+	}
+	// GroupConfig.Linger asks for a wait whatever the pace.
+	if l := newPace(GroupConfig{Linger: 20 * time.Millisecond}, t0).linger(); l != 20*time.Millisecond {
+		t.Fatalf("linger with GroupConfig.Linger: %v", l)
+	}
+}
