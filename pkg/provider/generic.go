@@ -14,7 +14,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
-// Generic is the adapter of the "generic" provider, whose payload CONTRACT §2
+// Generic is the adapter of the "generic" provider, whose payload docs/contract.md §2
 // fixes: one event, or {"events": [...]} of at most 500.
 type Generic struct{}
 

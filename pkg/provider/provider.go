@@ -75,7 +75,7 @@ func refusesDelivery(err error) bool {
 	return err != nil && ReasonOf(err) != ReasonFieldTooLong
 }
 
-// MaxEventsPerDelivery bounds the events of one delivery (CONTRACT §2).
+// MaxEventsPerDelivery bounds the events of one delivery (docs/contract.md §2).
 const MaxEventsPerDelivery = 500
 
 // MaxBodyChars bounds a review body: at most 100 KB (review.MaxBodyBytes).
