@@ -28,10 +28,9 @@ test: build
 unit:
 	go test -count=1 -short $(MODULES)
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet, staticcheck (pinned in tools/go.mod), long functions (scripts/lint.sh)
 lint:
-	@test -z "$$(gofmt -l pkg services tests bench schemas)" || { gofmt -l pkg services tests bench schemas; echo "gofmt: files above need formatting"; exit 1; }
-	go vet $(MODULES)
+	@scripts/lint.sh
 
 ## bench: the load benchmark (bench/README.md): a table, bench/results/*.json and PNG charts
 bench: build

@@ -75,7 +75,7 @@ for var in "${SECRET_VARS[@]}"; do
   fi
 done
 
-# The operator token (CONTRACT §8): every service's /metrics and the api's
+# The operator token (docs/contract.md §8): every service's /metrics and the api's
 # /v1/ops/* answer 401 without "Authorization: Bearer $OPS_TOKEN". Taken from
 # the environment, else made once (random) and kept beside the secrets; also
 # written alone to .run/ops_token, for a Prometheus credentials_file.

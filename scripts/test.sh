@@ -6,12 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 trap stack_down EXIT
 
 cd "$ROOT"
-say "lint: gofmt and go vet"
-unformatted=$(gofmt -l pkg services tests bench schemas)
-[[ -z $unformatted ]] || die "gofmt: these files need formatting: $unformatted"
+"$ROOT/scripts/lint.sh"  # gofmt, go vet, staticcheck, long functions: what make lint runs
 MODULES=$(go list -m -f '{{.Path}}/...')
-# shellcheck disable=SC2086
-go vet $MODULES
 
 stack_up
 "$ROOT/scripts/chromium.sh"  # the browser tests (services/api) drive headless Chromium

@@ -85,3 +85,27 @@ func TestComposeMatchesServicesAndReadme(t *testing.T) {
 		}
 	}
 }
+
+// docs/TEAM.md says every service has a README on its role, settings,
+// metrics and guarantees: each services/<name> with a main.go has a
+// README.md titled with its name.
+func TestEveryServiceHasAReadme(t *testing.T) {
+	dirs, _ := filepath.Glob("../services/*")
+	if len(dirs) == 0 {
+		t.Fatal("no services found under ../services")
+	}
+	for _, d := range dirs {
+		name := filepath.Base(d)
+		if _, err := os.Stat(filepath.Join(d, "main.go")); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, "README.md"))
+		if err != nil {
+			t.Errorf("services/%s has no README.md: %v", name, err)
+			continue
+		}
+		if first, _, _ := strings.Cut(string(b), "\n"); !strings.HasPrefix(first, "# "+name) {
+			t.Errorf("services/%s/README.md starts %q, want a title naming %s", name, first, name)
+		}
+	}
+}

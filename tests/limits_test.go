@@ -21,7 +21,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/webhook"
 )
 
-// The limits of a legal record (CONTRACT §8), end to end through the real
+// The limits of a legal record (docs/contract.md §8), end to end through the real
 // binaries, Kafka and PostgreSQL: the largest legal fields and deliveries
 // become readable whatever the batching, one past a limit is dead-lettered
 // alone, and refused bodies are kept byte for byte.

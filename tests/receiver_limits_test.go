@@ -20,7 +20,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 )
 
-// The receiver's limits of CONTRACT §2 and §8, end to end through the
+// The receiver's limits of docs/contract.md §2 and §8, end to end through the
 // built receiver and reviewctl.
 
 // raiseFileLimit lifts the soft limit on open files to the hard one, or
@@ -60,7 +60,7 @@ func metric(t *testing.T, url, sample string) float64 {
 	return 0
 }
 
-// CONTRACT §8, slow clients: 300 connections from 127.0.0.1 announce 1 MiB
+// docs/contract.md §8, slow clients: 300 connections from 127.0.0.1 announce 1 MiB
 // bodies and send a byte every 300ms; while they are all being read, every
 // signed delivery is answered 2xx within a second. Then each slow one is
 // answered 408 (or closed) after WEBHOOK_BODY_TIMEOUT.
@@ -197,7 +197,7 @@ func reviewctl(t *testing.T, st *testenv.Stack, args ...string) []byte {
 	return out
 }
 
-// CONTRACT §2 and §8, dead letters keep the body byte for byte: a signed
+// docs/contract.md §2 and §8, dead letters keep the body byte for byte: a signed
 // body of WEBHOOK_MAX_BODY − 1 bytes that is not JSON, and a Latin-1 body,
 // are answered 400 with dead_letter_id, and `reviewctl dlq show ID --raw`
 // writes exactly the bytes sent; one byte over the limit is 413. The same

@@ -181,7 +181,7 @@ func TestOverlay(t *testing.T) {
 	if o.Len() != 2 {
 		t.Fatalf("overlay Len %d, want 2", o.Len())
 	}
-	ch := o.Changes()
+	ch := o.Staged()
 	if len(ch) != 2 || ch[0].Key != "a" || ch[0].Entry.Version != 3 || ch[1].Key != "b" {
 		t.Fatalf("changes %+v, want a@3 then b@1", ch)
 	}
@@ -190,7 +190,7 @@ func TestOverlay(t *testing.T) {
 		t.Fatalf("after Discard, a v2 is decided against the base again: %v", d)
 	}
 	o.Commit()
-	if e, _ := base.Get("a"); e.Version != 2 || len(o.Changes()) != 0 {
-		t.Fatalf("after Commit base has %+v, overlay %d changes", e, len(o.Changes()))
+	if e, _ := base.Get("a"); e.Version != 2 || len(o.Staged()) != 0 {
+		t.Fatalf("after Commit base has %+v, overlay %d changes", e, len(o.Staged()))
 	}
 }

@@ -164,7 +164,7 @@ func TestPropertyCrashesAndRestores(t *testing.T) {
 				}
 			}
 			writeChangelog := func() {
-				for _, c := range o.Changes() {
+				for _, c := range o.Staged() {
 					changelog[c.Key] = c.Entry
 				}
 			}

@@ -37,8 +37,9 @@ func (s *MemStore) Delete(key string) { delete(s.m, key) }
 // Len implements Store.
 func (s *MemStore) Len() int { return len(s.m) }
 
-// Change is one staged entry of an Overlay.
-type Change struct {
+// StagedEntry is a key's entry staged in an Overlay, not yet committed to
+// its base Store.
+type StagedEntry struct {
 	Key   string
 	Entry Entry
 }
@@ -50,7 +51,7 @@ type Change struct {
 type Overlay struct {
 	base   Store
 	staged map[string]int // key -> index in order
-	order  []Change
+	order  []StagedEntry
 }
 
 // NewOverlay returns an empty overlay over base.
@@ -73,7 +74,7 @@ func (o *Overlay) Put(key string, e Entry) {
 		return
 	}
 	o.staged[key] = len(o.order)
-	o.order = append(o.order, Change{Key: key, Entry: e})
+	o.order = append(o.order, StagedEntry{Key: key, Entry: e})
 }
 
 // Delete is not staged: an overlay only ever puts (Apply never deletes). It
@@ -91,9 +92,10 @@ func (o *Overlay) Len() int {
 	return n
 }
 
-// Changes returns the staged entries, one per key, in the order their keys
-// were first staged, each with its latest entry.
-func (o *Overlay) Changes() []Change { return o.order }
+// Staged returns the staged entries, one per key, in the order their keys
+// were first staged, each with its latest entry. The slice is the overlay's
+// own: valid until the next Put, Commit or Discard.
+func (o *Overlay) Staged() []StagedEntry { return o.order }
 
 // Commit writes the staged entries to the base and empties the overlay.
 func (o *Overlay) Commit() {

@@ -20,7 +20,7 @@ import (
 // Source says how a raw event reached reviewpipe.
 type Source string
 
-// The sources of CONTRACT §5.
+// The sources of docs/contract.md §5.
 const (
 	SourceWebhook  Source = "webhook"
 	SourcePoll     Source = "poll"

@@ -24,7 +24,6 @@ type recorder struct {
 	mu       sync.Mutex
 	seen     map[string][]int64 // partition -> offsets handled, in order
 	failures int
-	member   string
 	owners   map[int]string
 }
 

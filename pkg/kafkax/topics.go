@@ -10,7 +10,7 @@ import "time"
 // Topic is a topic's base name; Topics.Namespace prefixes it for tests.
 type Topic string
 
-// The topics of reviewpipe (CONTRACT §5) and the processor's changelog.
+// The topics of reviewpipe (docs/contract.md §5) and the processor's changelog.
 const (
 	TopicRaw            Topic = "reviews.raw.v1"
 	TopicNormalized     Topic = "reviews.normalized.v1"

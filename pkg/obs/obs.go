@@ -145,7 +145,7 @@ type loggedFailure struct {
 }
 
 // What /readyz says of each check: nothing more, since the answer is
-// public (CONTRACT §8).
+// public (docs/contract.md §8).
 const (
 	CheckOK   = "ok"
 	CheckDown = "down"

@@ -29,7 +29,7 @@ func do(t *testing.T, h http.Handler, path, auth string) (int, http.Header, []by
 	return rec.Code, rec.Header(), rec.Body.Bytes()
 }
 
-// CONTRACT §8: with OPS_TOKEN set, /metrics answers 401 without the bearer
+// docs/contract.md §8: with OPS_TOKEN set, /metrics answers 401 without the bearer
 // token or with a wrong one, 200 with it; /healthz and /readyz stay public.
 func TestMetricsNeedTheOpsToken(t *testing.T) {
 	const token = "s3cret-ops-token"
@@ -84,7 +84,7 @@ func TestMetricsNeedTheOpsToken(t *testing.T) {
 	}
 }
 
-// CONTRACT §8: /readyz says only "ok" or "down" per check; the error's
+// docs/contract.md §8: /readyz says only "ok" or "down" per check; the error's
 // text (broker addresses) goes to the log, once while it stays the same.
 func TestReadyzCarriesNoErrorText(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)

@@ -69,7 +69,7 @@ const CinescoreMaxStars = 10
 const maxEpochMs = 253402300799999
 
 // Split implements Adapter.
-func (c Cinescore) Split(body []byte) ([]Change, error) {
+func (c Cinescore) Split(body []byte) ([]RawEvent, error) {
 	trimmed := bytes.TrimSpace(body)
 	if err := checkJSON(trimmed, "body"); err != nil {
 		return nil, err
@@ -92,13 +92,13 @@ func (c Cinescore) Split(body []byte) ([]Change, error) {
 	if len(raws) > MaxEventsPerDelivery {
 		return nil, Errorf(ReasonTooManyEvents, "%d notifications in one delivery, at most %d", len(raws), MaxEventsPerDelivery)
 	}
-	out := make([]Change, 0, len(raws))
+	out := make([]RawEvent, 0, len(raws))
 	for i, raw := range raws {
 		ev, err := c.Normalize(raw, time.Time{})
 		if refusesDelivery(err) {
 			return nil, prefixErr(err, fmt.Sprintf("notification %d: ", i))
 		}
-		out = append(out, Change{ReviewID: ev.Review.ExternalID, Payload: raw})
+		out = append(out, RawEvent{ReviewID: ev.Review.ExternalID, Payload: raw})
 	}
 	return out, nil
 }

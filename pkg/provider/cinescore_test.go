@@ -193,7 +193,7 @@ func TestCinescoreSplit(t *testing.T) {
 	})
 }
 
-func checkSplit(t *testing.T, a provider.Adapter, changes []provider.Change, err error, ids []string, reason provider.Reason) {
+func checkSplit(t *testing.T, a provider.Adapter, changes []provider.RawEvent, err error, ids []string, reason provider.Reason) {
 	t.Helper()
 	if reason != "" {
 		if err == nil {

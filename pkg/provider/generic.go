@@ -14,7 +14,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
-// Generic is the adapter of the "generic" provider, whose payload CONTRACT §2
+// Generic is the adapter of the "generic" provider, whose payload docs/contract.md §2
 // fixes: one event, or {"events": [...]} of at most 500.
 type Generic struct{}
 
@@ -84,7 +84,7 @@ func (it *genericItem) UnmarshalJSON(b []byte) error {
 }
 
 // Split implements Adapter.
-func (g Generic) Split(body []byte) ([]Change, error) {
+func (g Generic) Split(body []byte) ([]RawEvent, error) {
 	trimmed := bytes.TrimSpace(body)
 	if !utf8.Valid(trimmed) {
 		return nil, errNotUTF8("body")
@@ -113,7 +113,7 @@ func (g Generic) Split(body []byte) ([]Change, error) {
 		if _, err := g.normalizeEvent(b.GenericEvent, time.Time{}); refusesDelivery(err) {
 			return nil, prefixErr(err, "event 0: ")
 		}
-		return []Change{{ReviewID: b.Data.ReviewID, Payload: trimmed}}, nil
+		return []RawEvent{{ReviewID: b.Data.ReviewID, Payload: trimmed}}, nil
 	}
 	items := *b.Events
 	if len(items) == 0 {
@@ -122,7 +122,7 @@ func (g Generic) Split(body []byte) ([]Change, error) {
 	if len(items) > MaxEventsPerDelivery {
 		return nil, Errorf(ReasonTooManyEvents, "%d events in one delivery, at most %d", len(items), MaxEventsPerDelivery)
 	}
-	out := make([]Change, 0, len(items))
+	out := make([]RawEvent, 0, len(items))
 	for i, it := range items {
 		if it.err != nil {
 			return nil, prefixErr(it.err, fmt.Sprintf("event %d: ", i))
@@ -130,7 +130,7 @@ func (g Generic) Split(body []byte) ([]Change, error) {
 		if _, err := g.normalizeEvent(it.ev, time.Time{}); refusesDelivery(err) {
 			return nil, prefixErr(err, fmt.Sprintf("event %d: ", i))
 		}
-		out = append(out, Change{ReviewID: it.ev.Data.ReviewID, Payload: it.raw})
+		out = append(out, RawEvent{ReviewID: it.ev.Data.ReviewID, Payload: it.raw})
 	}
 	return out, nil
 }

@@ -11,16 +11,6 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
-// limitCase edits one provider's event so that one field has n units
-// (bytes or characters, as its limit counts) made of unit.
-type limitCase struct {
-	field string
-	max   int
-	unit  string // a one-character string; its byte length matters for byte limits
-	bytes bool   // the limit counts bytes (else characters)
-	set   func(n int, unit string) []byte
-}
-
 func fill(n int, unit string, bytes bool) string {
 	if bytes {
 		return strings.Repeat(unit, n/len(unit)) + strings.Repeat("a", n%len(unit))

@@ -18,8 +18,9 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
-// Change is one review change cut out of a delivery or an API page.
-type Change struct {
+// RawEvent is one provider event, a change of one review, cut out of a
+// webhook delivery or an API page with its bytes untouched.
+type RawEvent struct {
 	// ReviewID is the provider's stable id of the review.
 	ReviewID string
 	// Payload is the event's JSON exactly as the provider sent it.
@@ -31,9 +32,9 @@ type Change struct {
 type Adapter interface {
 	// Name is the provider's name in URLs, keys and ids ("generic").
 	Name() string
-	// Split cuts a webhook delivery body into its changes. An error is
+	// Split cuts a webhook delivery body into its events. An error is
 	// permanent (*Error): the body is not JSON or has no known event shape.
-	Split(body []byte) ([]Change, error)
+	Split(body []byte) ([]RawEvent, error)
 	// Normalize turns one change's payload into a normalized event. An
 	// error is permanent (*Error) and says which field is wrong.
 	Normalize(payload []byte, ingestedAt time.Time) (review.Event, error)
@@ -74,7 +75,7 @@ func refusesDelivery(err error) bool {
 	return err != nil && ReasonOf(err) != ReasonFieldTooLong
 }
 
-// MaxEventsPerDelivery bounds the events of one delivery (CONTRACT §2).
+// MaxEventsPerDelivery bounds the events of one delivery (docs/contract.md §2).
 const MaxEventsPerDelivery = 500
 
 // MaxBodyChars bounds a review body: at most 100 KB (review.MaxBodyBytes).

@@ -96,12 +96,12 @@ func (r *Registry) SplitDelivery(name, deliveryID string, source envelope.Source
 	if !ok {
 		return Delivery{}, Errorf(ReasonUnknownProv, "no adapter for provider %q (known: %v)", name, r.Names())
 	}
-	changes, err := adapter.Split(body)
+	events, err := adapter.Split(body)
 	if err != nil {
 		return Delivery{}, err
 	}
-	d := Delivery{Messages: make([]kafka.Message, len(changes)), EventIDs: make([]string, len(changes))}
-	for i, c := range changes {
+	d := Delivery{Messages: make([]kafka.Message, len(events)), EventIDs: make([]string, len(events))}
+	for i, c := range events {
 		raw := envelope.Raw{
 			EventID:    envelope.EventID(name, deliveryID, i),
 			Provider:   name,

@@ -67,7 +67,7 @@ type ReelpulseTitleRef struct {
 var ReelpulseGrades = []string{"F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B", "B+", "A-", "A", "A+"}
 
 // Split implements Adapter.
-func (p Reelpulse) Split(body []byte) ([]Change, error) {
+func (p Reelpulse) Split(body []byte) ([]RawEvent, error) {
 	trimmed := bytes.TrimSpace(body)
 	if err := checkJSON(trimmed, "body"); err != nil {
 		return nil, err
@@ -85,13 +85,13 @@ func (p Reelpulse) Split(body []byte) ([]Change, error) {
 	if len(raws) > MaxEventsPerDelivery {
 		return nil, Errorf(ReasonTooManyEvents, "%d changes in one delivery, at most %d", len(raws), MaxEventsPerDelivery)
 	}
-	out := make([]Change, 0, len(raws))
+	out := make([]RawEvent, 0, len(raws))
 	for i, raw := range raws {
 		ev, err := p.Normalize(raw, time.Time{})
 		if refusesDelivery(err) {
 			return nil, prefixErr(err, fmt.Sprintf("change %d: ", i))
 		}
-		out = append(out, Change{ReviewID: ev.Review.ExternalID, Payload: raw})
+		out = append(out, RawEvent{ReviewID: ev.Review.ExternalID, Payload: raw})
 	}
 	return out, nil
 }

@@ -11,7 +11,7 @@ func TestRegisteredTableIsWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(registered) < 3 {
-		t.Fatalf("%d providers registered; CONTRACT §2 and §6 need generic and at least two more", len(registered))
+		t.Fatalf("%d providers registered; docs/contract.md §2 and §6 need generic and at least two more", len(registered))
 	}
 	if registered[0].Name() != "generic" {
 		t.Errorf("first registration is %q; generic stays first so the simulator's seeded sequences replay", registered[0].Name())
@@ -59,7 +59,7 @@ func TestDerivedListsFollowTheTable(t *testing.T) {
 		t.Errorf("SecretVars() = %v, want %v", got, vars)
 	}
 	if !slices.Contains(SecretVars(), "WEBHOOK_SECRET_CINESCORE") {
-		t.Errorf("SecretVars() = %v lacks WEBHOOK_SECRET_CINESCORE (CONTRACT §2 spelling)", SecretVars())
+		t.Errorf("SecretVars() = %v lacks WEBHOOK_SECRET_CINESCORE (docs/contract.md §2 spelling)", SecretVars())
 	}
 	for _, r := range Registered() {
 		got, ok := Lookup(r.Name())

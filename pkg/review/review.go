@@ -16,7 +16,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/jsonx"
 )
 
-// Review is the canonical review (CONTRACT §3). Field order and JSON names are
+// Review is the canonical review (docs/contract.md §3). Field order and JSON names are
 // part of the versioned contract in schemas/; add fields, never rename them.
 type Review struct {
 	ID              string    `json:"id"`

@@ -94,7 +94,7 @@ func (g *Group) OnShutdown(f func(ctx context.Context) error) { g.shutdown = app
 // (obs.MountWith) plus what routes adds (nil for none), and serves it as a
 // worker, with obs.ServerConfig's read, write and idle timeouts. With
 // OPS_TOKEN set, /metrics answers 401 without "Authorization: Bearer
-// <OPS_TOKEN>" (CONTRACT §8); why a readiness check fails goes to log, not
+// <OPS_TOKEN>" (docs/contract.md §8); why a readiness check fails goes to log, not
 // to the public /readyz. With PPROF=true it also serves net/http/pprof under
 // /debug/pprof/, behind the same token (off by default: profiles reveal
 // internals, and the receiver's port faces providers). The server is shut

@@ -12,7 +12,7 @@ import (
 )
 
 // Every service serves through Group.Serve, so every service's /metrics
-// needs OPS_TOKEN when it is set (CONTRACT §8), and /healthz stays public.
+// needs OPS_TOKEN when it is set (docs/contract.md §8), and /healthz stays public.
 func TestServeGuardsMetricsWithOpsToken(t *testing.T) {
 	t.Setenv("OPS_TOKEN", "runner-test-token")
 	core, logs := observer.New(zap.InfoLevel)

@@ -313,13 +313,3 @@ func (l *webhookLoad) timeline() string {
 	}
 	return strings.Join(out, "; ")
 }
-
-// count returns how many answers had code.
-func (l *webhookLoad) count(code int) int {
-	l.statMu.Lock()
-	defer l.statMu.Unlock()
-	return l.codes[code]
-}
-
-// loadIDPrefix is the store id prefix of this load's reviews.
-func (l *webhookLoad) idPrefix() string { return "generic:f" + l.nonce + "-" }

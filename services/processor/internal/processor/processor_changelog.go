@@ -17,12 +17,12 @@ import (
 // key with its latest entry, to the changelog partition of the input
 // partition's number. Nothing is written when no key changed.
 func (w *worker) writeChangelog(ctx context.Context) error {
-	changes := w.overlay.Changes()
-	if len(changes) == 0 {
+	staged := w.overlay.Staged()
+	if len(staged) == 0 {
 		return nil
 	}
-	msgs := make([]kafka.Message, len(changes))
-	for i, c := range changes {
+	msgs := make([]kafka.Message, len(staged))
+	for i, c := range staged {
 		v, err := jsonx.Marshal(c.Entry)
 		if err != nil {
 			return fmt.Errorf("encode state of %s: %w", c.Key, err)

@@ -266,9 +266,7 @@ func TestRebalanceMovesState(t *testing.T) {
 	// version per key.
 	second := newStream()
 	second.sent = first.sent
-	for _, m := range first.msgs {
-		second.msgs = append(second.msgs, m)
-	}
+	second.msgs = append(second.msgs, first.msgs...)
 	second.history(t, r, ks, 4, 4)
 	for id, e := range first.best {
 		if e.Compare(second.best[id]) > 0 {

@@ -64,7 +64,7 @@ func readAnswer(t *testing.T, conn net.Conn) (*http.Response, map[string]any) {
 	return res, out
 }
 
-// CONTRACT §8: a body that has not arrived whole within
+// docs/contract.md §8: a body that has not arrived whole within
 // WEBHOOK_BODY_TIMEOUT is answered 408 with a JSON error and the
 // connection closed, whether it stalls or trickles; one that ends just
 // inside the timeout is accepted.
@@ -369,7 +369,7 @@ func TestPendingBytesTake(t *testing.T) {
 	}
 }
 
-// CONTRACT §2: a 400 whose body was kept carries "dead_letter_id"; the same
+// docs/contract.md §2: a 400 whose body was kept carries "dead_letter_id"; the same
 // refused delivery sent again, one after the other or at once, gets the same
 // 400 with the same dead_letter_id, and there is one dead letter.
 // Concurrent deliveries of one id are written once.

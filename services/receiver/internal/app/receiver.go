@@ -348,11 +348,11 @@ func (rc *Receiver) store(ctx context.Context, name, deliveryID string, adapter 
 			msg: fmt.Sprintf("the receiver has %d deliveries waiting on Kafka already; retry later", rc.cfg.MaxInFlight)}
 	}
 	accepted := rc.now()
-	changes, err := adapter.Split(body)
+	events, err := adapter.Split(body)
 	if err != nil {
 		return rc.deadLetter(ctx, name, deliveryID, body, err, accepted)
 	}
-	msgs, ids, err := rawMessages(name, deliveryID, changes, accepted)
+	msgs, ids, err := rawMessages(name, deliveryID, events, accepted)
 	if err != nil {
 		return answer{code: http.StatusInternalServerError, msg: err.Error()}
 	}
@@ -371,10 +371,10 @@ func (rc *Receiver) store(ctx context.Context, name, deliveryID string, adapter 
 
 // rawMessages builds the reviews.raw.v1 records of a delivery's events and
 // their event ids.
-func rawMessages(name, deliveryID string, changes []provider.Change, accepted time.Time) ([]kafka.Message, []string, error) {
-	msgs := make([]kafka.Message, len(changes))
-	ids := make([]string, len(changes))
-	for i, c := range changes {
+func rawMessages(name, deliveryID string, events []provider.RawEvent, accepted time.Time) ([]kafka.Message, []string, error) {
+	msgs := make([]kafka.Message, len(events))
+	ids := make([]string, len(events))
+	for i, c := range events {
 		raw := envelope.Raw{
 			EventID:    envelope.EventID(name, deliveryID, i),
 			Provider:   name,

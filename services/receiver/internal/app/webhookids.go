@@ -9,7 +9,7 @@ import (
 // so a redelivery gets the same answer without a second effect: 2xx
 // "duplicate" without a second write once a delivery was accepted, and the
 // identical 400 (same dead_letter_id, no second dead letter) once one was
-// refused (CONTRACT §2). It also lets only one delivery of an id be
+// refused (docs/contract.md §2). It also lets only one delivery of an id be
 // handled at a time: a redelivery that arrives while the first is still
 // waiting on Kafka waits for its answer. Answers that are not final (429,
 // 503) are not remembered: the provider retries those. It holds at most

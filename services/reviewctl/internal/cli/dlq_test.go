@@ -24,7 +24,7 @@ import (
 // adapter, plays "the cause was fixed".
 type buggyGeneric struct{ provider.Generic }
 
-func (g buggyGeneric) Split(body []byte) ([]provider.Change, error) {
+func (g buggyGeneric) Split(body []byte) ([]provider.RawEvent, error) {
 	if bytes.Contains(body, []byte("needs-fix")) {
 		return nil, provider.Errorf(provider.ReasonUnknownShape, "this adapter version cannot read it")
 	}

@@ -42,7 +42,7 @@ func repairEventID(id string, e dedupe.Entry) string {
 // processor does, marked Repair with the header repair: true and the raw
 // record's source and accepted-at; for a review with no valid event in the
 // log, a delete at the row's version (a delete at or above the current
-// version removes a review, CONTRACT §3). It returns the messages by review
+// version removes a review, docs/contract.md §3). It returns the messages by review
 // id, each with the entry the store must show once it applied it.
 func repairMessages(ctx context.Context, log Log, reg *provider.Registry, fs []*Finding, now time.Time) ([]kafka.Message, map[string]slot, error) {
 	byPart := map[int][]int64{}

@@ -39,7 +39,7 @@ func TestMessage(t *testing.T) {
 			t.Errorf("%s: copy %+v, headers %v, %v", c.name, env, out.Headers, err)
 		}
 	}
-	if EventID("evt_m") != EventID("evt_m") || EventID("evt_m") == EventID("evt_n") {
+	if once, again := EventID("evt_m"), EventID("evt_m"); once != again || once == EventID("evt_n") {
 		t.Error("EventID must be a function of the original id")
 	}
 }

@@ -1,6 +1,6 @@
 // Package app is the provider simulator's HTTP face: each provider's
 // polling API (docs/providers.md) behind auth, a token bucket and injectable
-// faults; the control API of CONTRACT §6; and the trickle of generated
+// faults; the control API of docs/contract.md §6; and the trickle of generated
 // changes. Handlers are safe for concurrent use.
 package app
 
@@ -57,7 +57,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Faults make a provider's polling API misbehave (CONTRACT §6). The zero
+// Faults make a provider's polling API misbehave (docs/contract.md §6). The zero
 // value is the published behaviour.
 type Faults struct {
 	ErrorRate     float64 `json:"error_rate"`

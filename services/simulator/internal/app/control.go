@@ -18,7 +18,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/simulator/internal/webhooks"
 )
 
-// The control API of CONTRACT §6 (and docs/providers.md).
+// The control API of docs/contract.md §6 (and docs/providers.md).
 func (a *App) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("/control/reviews", only(http.MethodPost, a.postReview))
 	mux.HandleFunc("/control/truth", only(http.MethodGet, a.getTruth))

@@ -36,7 +36,7 @@ const (
 	OpDelete Op = "delete"
 )
 
-// Change is a change to apply, in the generic data shape of CONTRACT §6.
+// Change is a change to apply, in the generic data shape of docs/contract.md §6.
 type Change struct {
 	Op   Op
 	Data provider.GenericData
