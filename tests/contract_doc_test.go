@@ -54,10 +54,9 @@ func TestContractDocIsTheSourcesSections(t *testing.T) {
 	}
 }
 
-// citeExempt are the directories whose comments still cite the outside
-// file ("CONTRACT §n"): their owners are changing them, and move them to
-// docs/contract.md with their next change (then drop them from this list).
-var citeExempt = []string{"services/api", "services/sink"}
+// citeExempt are directories whose comments may still cite the outside
+// file while their owners move them; none today.
+var citeExempt []string
 
 // Comments and docs cite the repository's own docs: a section of the
 // contract as "docs/contract.md §n", never the file outside the repository

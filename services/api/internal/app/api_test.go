@@ -19,7 +19,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/schemas"
 )
 
-// CONTRACT §4, GET /v1/movies/{movie_id}/reviews: the shape, newest
+// docs/contract.md §4, GET /v1/movies/{movie_id}/reviews: the shape, newest
 // source_updated_at first, paging with the opaque cursor, deletes hidden,
 // an empty list for a movie with none, 400 for malformed input.
 func TestMovieReviews(t *testing.T) {
@@ -205,7 +205,7 @@ func TestStalenessAndProviders(t *testing.T) {
 	}
 }
 
-// CONTRACT §4, GET /v1/reviews/{id}: 200 the review, 404 missing or deleted.
+// docs/contract.md §4, GET /v1/reviews/{id}: 200 the review, 404 missing or deleted.
 func TestGetReview(t *testing.T) {
 	f := newFixture(t, Config{})
 	r := mkReview("generic", "one", "tt0111161", 1)
@@ -312,7 +312,7 @@ func TestJSONErrorsEverywhere(t *testing.T) {
 	}
 }
 
-// CONTRACT §4, POST /v1/movies/{movie_id}/refresh: 202 with a request id,
+// docs/contract.md §4, POST /v1/movies/{movie_id}/refresh: 202 with a request id,
 // a sync request on reviews.sync-requests.v1, repeats within the window
 // collapsed, 429 past the per-client limit.
 func TestRefresh(t *testing.T) {
@@ -409,7 +409,7 @@ func TestRefreshCollapsesConcurrentRequests(t *testing.T) {
 	}
 }
 
-// CONTRACT §4, GET /v1/movies/{movie_id}/events: an event for each change
+// docs/contract.md §4, GET /v1/movies/{movie_id}/events: an event for each change
 // of the movie's reviews within 1 s of the change reaching the store,
 // through the real sink.
 func TestEventsWithinOneSecondOfCommit(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
 
-// CONTRACT §8: an IPv4 client is its address, an IPv6 client its /64.
+// docs/contract.md §8: an IPv4 client is its address, an IPv6 client its /64.
 func TestClientKey(t *testing.T) {
 	for _, tc := range []struct{ a, b string }{
 		{"198.51.100.7", "198.51.100.7"},
@@ -158,7 +158,7 @@ func readsAnswer(t *testing.T, url string, d time.Duration) {
 	}
 }
 
-// CONTRACT §8: a flood of event streams from one client is refused past
+// docs/contract.md §8: a flood of event streams from one client is refused past
 // SSE_MAX_PER_CLIENT (429 + Retry-After) while reads and another client's
 // stream still answer; exactly 20 open, the 21st refused, one more accepted
 // once one closes; past SSE_MAX in all, 503.
@@ -237,7 +237,7 @@ func TestEventStreamCaps(t *testing.T) {
 	readsAnswer(t, f.url, time.Second)
 }
 
-// CONTRACT §8: an IPv6 client is its /64: two addresses of one /64 share
+// docs/contract.md §8: an IPv6 client is its /64: two addresses of one /64 share
 // the cap, another /64 does not; X-Forwarded-For from an untrusted peer
 // names no one.
 func TestEventStreamCapIPv6AndUntrustedProxies(t *testing.T) {
@@ -264,7 +264,7 @@ func TestEventStreamCapIPv6AndUntrustedProxies(t *testing.T) {
 	wantRefused(t, openStreamFrom(t, srv.URL+"/v1/movies/tt0111161/events", "198.51.100.99"), http.StatusTooManyRequests)
 }
 
-// CONTRACT §8: a stream whose reader stops reading is closed within
+// docs/contract.md §8: a stream whose reader stops reading is closed within
 // SSE_WRITE_TIMEOUT, while events keep coming.
 func TestStalledReaderIsClosed(t *testing.T) {
 	const timeout = time.Second
@@ -324,7 +324,7 @@ func postFrom(t *testing.T, base, movie, client string) (int, http.Header, []byt
 	return get(t, "POST", base+"/v1/movies/"+movie+"/refresh", h)
 }
 
-// CONTRACT §8: the per-client refresh limit keys on the client address (an
+// docs/contract.md §8: the per-client refresh limit keys on the client address (an
 // IPv6 client is its /64), X-Forwarded-For only from TRUSTED_PROXIES.
 func TestRefreshPerClientKeying(t *testing.T) {
 	f := newFixture(t, Config{RefreshRate: 0.001, RefreshBurst: 2, TrustedProxies: []string{"127.0.0.1/32"}})
@@ -362,7 +362,7 @@ func TestRefreshPerClientKeying(t *testing.T) {
 	}
 }
 
-// CONTRACT §8: REFRESH_GLOBAL_RATE bounds what all clients together queue:
+// docs/contract.md §8: REFRESH_GLOBAL_RATE bounds what all clients together queue:
 // the burst is accepted, one more is 503 with Retry-After; a repeat that
 // collapses into a queued request needs no budget.
 func TestRefreshGlobalRate(t *testing.T) {
@@ -421,7 +421,7 @@ func blackhole(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// CONTRACT §8: a slow or absent Kafka never delays reads. Refreshes wait on
+// docs/contract.md §8: a slow or absent Kafka never delays reads. Refreshes wait on
 // a Kafka that hangs (or refuses connections) while the pool has two
 // connections; reads answer promptly all the while, and the refreshes end
 // in 503 within REFRESH_TIMEOUT.
@@ -490,7 +490,7 @@ func TestReadsAnswerWhileRefreshKafkaIsSlow(t *testing.T) {
 	}
 }
 
-// CONTRACT §8: with OPS_TOKEN set, /v1/ops/* and /metrics answer 401
+// docs/contract.md §8: with OPS_TOKEN set, /v1/ops/* and /metrics answer 401
 // without the bearer token or with a wrong one, 200 with it; /healthz,
 // /readyz, reads, streams, refresh and the page stay public. Error text
 // shows only behind the token.

@@ -53,7 +53,7 @@ func newHub() *hub {
 }
 
 // streamLimiter counts open event streams per client key and in all, and
-// refuses one past either cap (CONTRACT §8). Safe for concurrent use.
+// refuses one past either cap (docs/contract.md §8). Safe for concurrent use.
 type streamLimiter struct {
 	mu        sync.Mutex
 	perClient int

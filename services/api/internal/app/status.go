@@ -7,7 +7,7 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/api/internal/store"
 )
 
-// Provider statuses of CONTRACT §4, from best to worst.
+// Provider statuses of docs/contract.md §4, from best to worst.
 const (
 	statusOK       = "ok"
 	statusDegraded = "degraded"
