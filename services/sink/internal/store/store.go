@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -133,11 +134,7 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 		res.Movies = changedMovies(written)
 		b := &pgx.Batch{}
 		if len(res.Movies) > 0 {
-			// Sorted, so concurrent partitions lock movie rows in one order.
-			b.Queue(`INSERT INTO movies AS m (movie_id, last_changed_at)
-				SELECT id, now() FROM unnest($1::text[]) AS id ORDER BY id
-				ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`,
-				res.Movies)
+			b.Queue(moviesSQL, res.Movies)
 			b.Queue(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
 		}
 		claim.QueueAdvance(b, pos.Next)
@@ -153,28 +150,71 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 	return res, nil
 }
 
+// moviesSQL sets last_changed_at of the movies $1 (sorted) to the
+// transaction's time (never back). Existing movies take a plain UPDATE:
+// one index probe and no row lock logged, where INSERT ... ON CONFLICT DO
+// UPDATE probes twice and logs the lock; only the movies that had no row
+// go through the INSERT, sorted, and ON CONFLICT still settles one that
+// another transaction inserted since. The UPDATE locks rows in one order
+// in every transaction (index order, or block order in a scan), the INSERT
+// in sorted order, so two partitions' batches cannot deadlock on them.
+const moviesSQL = `WITH updated AS (
+	UPDATE movies AS m SET last_changed_at = GREATEST(m.last_changed_at, now())
+	WHERE m.movie_id = ANY($1::text[])
+	RETURNING m.movie_id
+)
+INSERT INTO movies AS m (movie_id, last_changed_at)
+SELECT id, now() FROM unnest($1::text[]) AS id WHERE id NOT IN (SELECT movie_id FROM updated) ORDER BY id
+ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`
+
 // guard is the version guard of every write: the greater change in the
 // processor's order wins (higher version; at equal version a delete over an
-// upsert; else the greater content hash, compared bytewise).
-const guard = `excluded.version > r.version
-	OR (excluded.version = r.version AND excluded.deleted AND NOT r.deleted)
-	OR (excluded.version = r.version AND excluded.deleted = r.deleted
-	    AND excluded.content_hash COLLATE "C" > r.content_hash COLLATE "C")`
+// upsert; else the greater content hash, compared bytewise). wins is the
+// same rule in Go; both are applied: wins sorts a batch before the write,
+// guard decides under the row lock.
+const guard = `u.version > r.version
+	OR (u.version = r.version AND u.deleted AND NOT r.deleted)
+	OR (u.version = r.version AND u.deleted = r.deleted
+	    AND u.content_hash COLLATE "C" > r.content_hash COLLATE "C")`
 
-// mergeSQL merges the rows of the relation named input (a CTE over unnest
-// or the COPY staging table) into reviews and returns each written row
-// with its movie before the change. Every sub-statement sees the snapshot
-// from before the statement, so prev holds the rows' old movie and state.
-const mergeSQL = `%s
-prev AS (
-	SELECT r.id, r.movie_id, r.deleted FROM reviews r WHERE r.id IN (SELECT id FROM input)
-),
-written AS (
+// stored is what the merge reads of a row before writing it.
+type stored struct {
+	movie   string // "" when none
+	version int64
+	deleted bool
+	hash    string
+}
+
+// wins reports whether c is greater than the stored row s in the guard's
+// order (Go compares strings bytewise, as COLLATE "C").
+func wins(c *batch.Change, s stored) bool {
+	v := c.Review.Version
+	return v > s.version ||
+		(v == s.version && c.Deleted && !s.deleted) ||
+		(v == s.version && c.Deleted == s.deleted && c.Hash > s.hash)
+}
+
+// readSQL reads the rows a batch may change: their movie (to tell which
+// movies a change leaves) and their place in the order (to leave the
+// changes that lose to it out of the write).
+const readSQL = `SELECT id, COALESCE(movie_id, ''), version, deleted, content_hash FROM reviews WHERE id = ANY($1)`
+
+// mergeSQL writes the rows of the relation named input (a CTE over unnest,
+// or the COPY staging table): those with existing = false, which had no
+// row when read, with INSERT (ON CONFLICT with the guard still, in case one
+// appeared since: then it is an update under the guard like any other);
+// the others, which won against their row when read, with a plain UPDATE
+// under the guard. A plain UPDATE neither probes the index twice nor logs
+// a row lock, as ON CONFLICT DO UPDATE does, and the changes that lose to
+// their row (resends, stale versions) are not sent at all. It returns each
+// written row's id, movie and deletion.
+var mergeSQL = `%s
+inserted AS (
 	INSERT INTO reviews AS r (id, provider, external_id, movie_id, author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, committed_at)
 	SELECT id, provider, external_id, NULLIF(movie_id, ''), author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, now()
-	FROM input
+	FROM input WHERE NOT existing
 	ON CONFLICT (id) DO UPDATE SET
 		provider = excluded.provider, external_id = excluded.external_id,
 		movie_id = COALESCE(excluded.movie_id, r.movie_id),
@@ -182,75 +222,158 @@ written AS (
 		language = excluded.language, url = excluded.url, version = excluded.version, deleted = excluded.deleted,
 		content_hash = excluded.content_hash, source_updated_at = excluded.source_updated_at,
 		ingested_at = excluded.ingested_at, accepted_at = excluded.accepted_at, committed_at = excluded.committed_at
-	WHERE ` + guard + `
+	WHERE ` + strings.ReplaceAll(guard, "u.", "excluded.") + `
+	RETURNING r.id, r.movie_id, r.deleted
+),
+updated AS (
+	UPDATE reviews AS r SET
+		provider = u.provider, external_id = u.external_id,
+		movie_id = COALESCE(NULLIF(u.movie_id, ''), r.movie_id),
+		author = u.author, rating = u.rating, title = u.title, body = u.body,
+		language = u.language, url = u.url, version = u.version, deleted = u.deleted,
+		content_hash = u.content_hash, source_updated_at = u.source_updated_at,
+		ingested_at = u.ingested_at, accepted_at = u.accepted_at, committed_at = now()
+	FROM input AS u
+	WHERE u.existing AND r.id = u.id AND (` + guard + `)
 	RETURNING r.id, r.movie_id, r.deleted
 )
-SELECT w.id, COALESCE(w.movie_id, ''), w.deleted, COALESCE(p.movie_id, ''), COALESCE(p.deleted, true)
-FROM written w LEFT JOIN prev p ON p.id = w.id`
+SELECT id, COALESCE(movie_id, ''), deleted FROM inserted
+UNION ALL
+SELECT id, COALESCE(movie_id, ''), deleted FROM updated`
 
 const unnestInput = `WITH input (id, provider, external_id, movie_id, author, rating, title, body, language, url,
-		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at) AS (
+		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, existing) AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::bigint[], $12::boolean[], $13::text[], $14::timestamptz[],
-		$15::timestamptz[], $16::timestamptz[])
+		$15::timestamptz[], $16::timestamptz[], $17::boolean[])
 ),`
 
-const copyInput = `WITH input AS (SELECT * FROM sink_input),`
+const copyInput = `WITH input AS (SELECT * FROM sink_staging),`
 
 var stagingColumns = []string{"id", "provider", "external_id", "movie_id", "author", "rating", "title", "body",
-	"language", "url", "version", "deleted", "content_hash", "source_updated_at", "ingested_at", "accepted_at"}
+	"language", "url", "version", "deleted", "content_hash", "source_updated_at", "ingested_at", "accepted_at", "existing"}
 
-const createStaging = `CREATE TEMP TABLE IF NOT EXISTS sink_input (
+const createStaging = `CREATE TEMP TABLE IF NOT EXISTS sink_staging (
 	id text, provider text, external_id text, movie_id text, author text, rating smallint, title text, body text,
 	language text, url text, version bigint, deleted boolean, content_hash text, source_updated_at timestamptz,
-	ingested_at timestamptz, accepted_at timestamptz) ON COMMIT DELETE ROWS`
+	ingested_at timestamptz, accepted_at timestamptz, existing boolean) ON COMMIT DELETE ROWS`
 
+// merge writes the changes (one per id) that win against their stored
+// rows and returns the rows it wrote.
 func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Written, error) {
 	if len(cs) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(cs))
+	for i := range cs {
+		ids[i] = cs[i].Review.ID
+	}
+	rows, err := tx.Query(ctx, readSQL, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read reviews: %w", err)
+	}
+	prev := make(map[string]stored, len(cs))
+	for rows.Next() {
+		var (
+			id string
+			r  stored
+		)
+		if err := rows.Scan(&id, &r.movie, &r.version, &r.deleted, &r.hash); err != nil {
+			return nil, fmt.Errorf("read reviews: %w", err)
+		}
+		prev[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read reviews: %w", err)
+	}
+	return s.write(ctx, tx, cs, prev)
+}
+
+// toSend returns the changes that win against prev (the rows as read) and,
+// for each, whether it had a row.
+func toSend(cs []batch.Change, prev map[string]stored) (send []batch.Change, existing []bool) {
+	send = make([]batch.Change, 0, len(cs))
+	existing = make([]bool, 0, len(cs))
+	for i := range cs {
+		p, ok := prev[cs[i].Review.ID]
+		if ok && !wins(&cs[i], p) {
+			continue // it loses to the stored row: stale or a resend
+		}
+		send = append(send, cs[i])
+		existing = append(existing, ok)
+	}
+	return send, existing
+}
+
+// write writes the changes that win against prev (the rows as read;
+// missing: none) and returns the rows written. A change that won against
+// its row as read but was not written (the row went away) goes through the
+// INSERT under the guard again.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev map[string]stored) ([]Written, error) {
+	send, existing := toSend(cs, prev)
+	if len(send) == 0 {
 		return nil, nil
 	}
 	var (
 		rows pgx.Rows
 		err  error
 	)
-	if s.copyFrom > 0 && len(cs) >= s.copyFrom {
+	if s.copyFrom > 0 && len(send) >= s.copyFrom {
 		if _, err := tx.Exec(ctx, createStaging); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_input"}, stagingColumns, pgx.CopyFromSlice(len(cs),
-			func(i int) ([]any, error) { return row(cs[i]), nil })); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_staging"}, stagingColumns, pgx.CopyFromSlice(len(send),
+			func(i int) ([]any, error) { return append(row(send[i]), existing[i]), nil })); err != nil {
 			return nil, fmt.Errorf("copy into staging table: %w", err)
 		}
 		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, copyInput))
 	} else {
-		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, unnestInput), columns(cs)...)
+		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, unnestInput), append(columns(send), existing)...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
-	byID := make(map[string]*batch.Change, len(cs))
-	for i := range cs {
-		byID[cs[i].Review.ID] = &cs[i]
+	byID := make(map[string]*batch.Change, len(send))
+	for i := range send {
+		byID[send[i].Review.ID] = &send[i]
 	}
-	var out []Written
+	out := make([]Written, 0, len(send))
 	for rows.Next() {
 		var w Written
-		var prevDeleted bool
-		if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted, &w.PrevMovie, &prevDeleted); err != nil {
+		if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted); err != nil {
 			return nil, fmt.Errorf("merge reviews: %w", err)
 		}
-		if prevDeleted {
-			w.PrevMovie = ""
+		if p, ok := prev[w.ID]; ok && !p.deleted {
+			w.PrevMovie = p.movie
 		}
 		if c := byID[w.ID]; c != nil {
 			w.AcceptedAt, w.Repair = c.AcceptedAt, c.Repair
+			delete(byID, w.ID)
 		}
 		out = append(out, w)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
-	return out, nil
+	// What the UPDATE did not write either lost under the lock to a
+	// greater change stored since the read (the INSERT's guard leaves it
+	// out again) or found its row gone: insert it (rows are never
+	// removed, so this does not happen; it keeps the write exact if
+	// one ever is).
+	var again []batch.Change
+	for i, c := range send {
+		if existing[i] && byID[c.Review.ID] != nil {
+			again = append(again, c)
+		}
+	}
+	if len(again) == 0 {
+		return out, nil
+	}
+	more, err := s.write(ctx, tx, again, nil)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, more...), nil
 }
 
 func row(c batch.Change) []any {

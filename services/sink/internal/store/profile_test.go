@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/reviewpipe/reviewpipe/services/sink/internal/batch"
+)
+
+// explain runs EXPLAIN (ANALYZE, BUFFERS, WAL) of sql in tx (which executes
+// it) and logs the plan: time, buffers and the WAL the backend wrote for it.
+func explain(t *testing.T, tx pgx.Tx, name, sql string, args ...any) {
+	t.Helper()
+	rows, err := tx.Query(context.Background(), "EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) "+sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		if len(l) > 160 {
+			l = l[:160] + "…"
+		}
+		lines = append(lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Logf("== %s\n%s", name, strings.Join(lines, "\n"))
+}
+
+// TestProfileCurrent logs the plan, buffers and WAL of the read and the
+// merge of one mix batch on the current path (SINK_PROFILE=1), rolled back.
+func TestProfileCurrent(t *testing.T) {
+	if os.Getenv("SINK_PROFILE") == "" {
+		t.Skip("SINK_PROFILE=1 to profile")
+	}
+	ctx := context.Background()
+	db, _ := mixDB(t)
+	s := New(db, 0)
+	g := newMixGen(42, "mix-")
+	var next int64
+	for range 30 {
+		cs := g.batch(next, mixBatch)
+		if _, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + mixBatch}, cs); err != nil {
+			t.Fatal(err)
+		}
+		next += mixBatch
+	}
+	winners, _ := batch.Collapse(g.batch(next, mixBatch))
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	ids := make([]string, len(winners))
+	for i := range winners {
+		ids[i] = winners[i].Review.ID
+	}
+	explain(t, tx, "read", readSQL, ids)
+	prev := map[string]stored{}
+	rows, _ := tx.Query(ctx, readSQL, ids)
+	for rows.Next() {
+		var id string
+		var r stored
+		if err := rows.Scan(&id, &r.movie, &r.version, &r.deleted, &r.hash); err != nil {
+			t.Fatal(err)
+		}
+		prev[id] = r
+	}
+	send, existing := toSend(winners, prev)
+	t.Logf("%d after collapse, %d sent, %d existing", len(winners), len(send), len(prev))
+	explain(t, tx, "merge", fmt.Sprintf(mergeSQL, unnestInput), append(columns(send), existing)...)
+}
+
+// TestProfileLegacy logs the plan, buffers and WAL of each statement of one
+// mix batch on the legacy path (SINK_PROFILE=1), rolled back.
+func TestProfileLegacy(t *testing.T) {
+	if os.Getenv("SINK_PROFILE") == "" {
+		t.Skip("SINK_PROFILE=1 to profile")
+	}
+	ctx := context.Background()
+	db, _ := mixDB(t)
+	s := &legacyStore{db: db}
+	g := newMixGen(42, "mix-")
+	var next int64
+	for range 30 {
+		cs := g.batch(next, mixBatch)
+		if _, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + mixBatch}, cs); err != nil {
+			t.Fatal(err)
+		}
+		next += mixBatch
+	}
+	cs := g.batch(next, mixBatch)
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	explain(t, tx, "offset lock", `INSERT INTO consumer_offsets AS o (consumer, topic, partition, next_offset)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = o.next_offset
+		RETURNING next_offset`, "bench", "normalized", 0, next)
+	winners, _ := batch.Collapse(cs)
+	// The movies need the written rows: run the merge once for them in a
+	// savepoint, then explain it on the same state.
+	var written []Written
+	if _, err := tx.Exec(ctx, "SAVEPOINT m"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, legacyMergeSQL, columns(winners)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var w Written
+		var pd bool
+		if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted, &w.PrevMovie, &pd); err != nil {
+			t.Fatal(err)
+		}
+		if pd {
+			w.PrevMovie = ""
+		}
+		written = append(written, w)
+	}
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d records, %d after collapse, %d written, %d movies", len(cs), len(winners), len(written), len(changedMovies(written)))
+	explain(t, tx, "merge", legacyMergeSQL, columns(winners)...)
+	explain(t, tx, "movies", `INSERT INTO movies AS m (movie_id, last_changed_at)
+				SELECT id, now() FROM unnest($1::text[]) AS id ORDER BY id
+				ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`,
+		changedMovies(written))
+	explain(t, tx, "notify", `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
+	explain(t, tx, "advance", `UPDATE consumer_offsets SET next_offset = GREATEST(next_offset, $4), updated_at = now()
+	WHERE consumer = $1 AND topic = $2 AND partition = $3`, "bench", "normalized", 0, next+mixBatch)
+}
