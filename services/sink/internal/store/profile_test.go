@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -78,7 +77,7 @@ func TestProfileCurrent(t *testing.T) {
 	}
 	send, existing := toSend(winners, prev)
 	t.Logf("%d after collapse, %d sent, %d existing", len(winners), len(send), len(prev))
-	explain(t, tx, "merge", fmt.Sprintf(mergeSQL, unnestInput), append(columns(send), existing)...)
+	explain(t, tx, "merge", mergeStatements[0][0], append(columns(send), existing)...)
 }
 
 // TestProfileLegacy logs the plan, buffers and WAL of each statement of one

@@ -9,12 +9,14 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
@@ -200,29 +202,21 @@ func wins(c *batch.Change, s stored) bool {
 const readSQL = `SELECT id, COALESCE(movie_id, ''), version, deleted, content_hash FROM reviews WHERE id = ANY($1)`
 
 // mergeSQL writes the rows of the relation named input (a CTE over unnest,
-// or the COPY staging table): those with existing = false, which had no
-// row when read, with INSERT (ON CONFLICT with the guard still, in case one
-// appeared since: then it is an update under the guard like any other);
-// the others, which won against their row when read, with a plain UPDATE
-// under the guard. A plain UPDATE neither probes the index twice nor logs
-// a row lock, as ON CONFLICT DO UPDATE does, and the changes that lose to
-// their row (resends, stale versions) are not sent at all. It returns each
-// written row's id, movie and deletion.
-var mergeSQL = `%s
+// or the COPY staging table) and returns each written row's id, movie and
+// deletion: those with existing = false, which had no row when read, with
+// INSERT (%[2]s: nothing, or an ON CONFLICT clause), the others, which
+// won against their row when read, with a plain UPDATE under the guard. A
+// plain UPDATE neither probes the index twice nor logs a row lock, as ON
+// CONFLICT DO UPDATE does, and the changes that lose to their row
+// (resends, stale versions) are not sent at all.
+const mergeSQL = `%[1]s
 inserted AS (
 	INSERT INTO reviews AS r (id, provider, external_id, movie_id, author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, committed_at)
 	SELECT id, provider, external_id, NULLIF(movie_id, ''), author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, now()
 	FROM input WHERE NOT existing
-	ON CONFLICT (id) DO UPDATE SET
-		provider = excluded.provider, external_id = excluded.external_id,
-		movie_id = COALESCE(excluded.movie_id, r.movie_id),
-		author = excluded.author, rating = excluded.rating, title = excluded.title, body = excluded.body,
-		language = excluded.language, url = excluded.url, version = excluded.version, deleted = excluded.deleted,
-		content_hash = excluded.content_hash, source_updated_at = excluded.source_updated_at,
-		ingested_at = excluded.ingested_at, accepted_at = excluded.accepted_at, committed_at = excluded.committed_at
-	WHERE ` + strings.ReplaceAll(guard, "u.", "excluded.") + `
+	%[2]s
 	RETURNING r.id, r.movie_id, r.deleted
 ),
 updated AS (
@@ -240,6 +234,26 @@ updated AS (
 SELECT id, COALESCE(movie_id, ''), deleted FROM inserted
 UNION ALL
 SELECT id, COALESCE(movie_id, ''), deleted FROM updated`
+
+// onConflict is the INSERT's clause when a row may have appeared since the
+// read: the same guarded update as the UPDATE's.
+var onConflict = `ON CONFLICT (id) DO UPDATE SET
+		provider = excluded.provider, external_id = excluded.external_id,
+		movie_id = COALESCE(excluded.movie_id, r.movie_id),
+		author = excluded.author, rating = excluded.rating, title = excluded.title, body = excluded.body,
+		language = excluded.language, url = excluded.url, version = excluded.version, deleted = excluded.deleted,
+		content_hash = excluded.content_hash, source_updated_at = excluded.source_updated_at,
+		ingested_at = excluded.ingested_at, accepted_at = excluded.accepted_at, committed_at = excluded.committed_at
+	WHERE ` + strings.ReplaceAll(guard, "u.", "excluded.")
+
+// mergeStatements are mergeSQL's four forms: [copy][onConflict].
+var mergeStatements = func() (m [2][2]string) {
+	for i, input := range []string{unnestInput, copyInput} {
+		m[i][0] = fmt.Sprintf(mergeSQL, input, "")
+		m[i][1] = fmt.Sprintf(mergeSQL, input, onConflict)
+	}
+	return m
+}()
 
 const unnestInput = `WITH input (id, provider, external_id, movie_id, author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, existing) AS (
@@ -286,7 +300,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Writ
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read reviews: %w", err)
 	}
-	return s.write(ctx, tx, cs, prev)
+	return s.write(ctx, tx, cs, prev, false)
 }
 
 // toSend returns the changes that win against prev (the rows as read) and,
@@ -306,14 +320,66 @@ func toSend(cs []batch.Change, prev map[string]stored) (send []batch.Change, exi
 }
 
 // write writes the changes that win against prev (the rows as read;
-// missing: none) and returns the rows written. A change that won against
-// its row as read but was not written (the row went away) goes through the
-// INSERT under the guard again.
-func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev map[string]stored) ([]Written, error) {
+// missing: none) and returns the rows written.
+//
+// The ids that had no row are inserted with a plain INSERT: a review's
+// rows are written only by the transaction holding its partition's offset
+// row, which read them, so none can have appeared since. Should one have
+// all the same (the topic's partitions were increased and a key now lands
+// in another partition, while the old one still drains), the INSERT fails
+// with a unique violation: the write is rolled back to a savepoint and
+// done again with ON CONFLICT and the guard (safe = true), exactly as
+// before. Likewise a change that won against its row as read but was not
+// written by the UPDATE (a greater change was stored since, or the row went
+// away, which nothing does) is sent again, safe: the guard decides.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev map[string]stored, safe bool) ([]Written, error) {
 	send, existing := toSend(cs, prev)
 	if len(send) == 0 {
 		return nil, nil
 	}
+	if !safe {
+		if _, err := tx.Exec(ctx, "SAVEPOINT sink_merge"); err != nil {
+			return nil, fmt.Errorf("merge reviews: %w", err)
+		}
+	}
+	conflict := 0
+	if safe {
+		conflict = 1
+	}
+	out, err := s.send(ctx, tx, send, existing, prev, conflict)
+	var pg *pgconn.PgError
+	if !safe && errors.As(err, &pg) && pg.Code == "23505" /* unique_violation */ {
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sink_merge"); err != nil {
+			return nil, fmt.Errorf("merge reviews: %w", err)
+		}
+		return s.write(ctx, tx, cs, prev, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]bool, len(out))
+	for _, w := range out {
+		byID[w.ID] = true
+	}
+	var again []batch.Change
+	for i, c := range send {
+		if existing[i] && !byID[c.Review.ID] {
+			again = append(again, c)
+		}
+	}
+	if len(again) == 0 {
+		return out, nil
+	}
+	more, err := s.write(ctx, tx, again, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, more...), nil
+}
+
+// send runs the merge of send (with the flags existing) through COPY or
+// UNNEST and returns the rows written.
+func (s *Store) send(ctx context.Context, tx pgx.Tx, send []batch.Change, existing []bool, prev map[string]stored, conflict int) ([]Written, error) {
 	var (
 		rows pgx.Rows
 		err  error
@@ -322,13 +388,20 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 		if _, err := tx.Exec(ctx, createStaging); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
+		if conflict == 1 {
+			// A second write in the transaction: the staging table may
+			// hold the first one's rows.
+			if _, err := tx.Exec(ctx, "DELETE FROM sink_staging"); err != nil {
+				return nil, fmt.Errorf("empty staging table: %w", err)
+			}
+		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_staging"}, stagingColumns, pgx.CopyFromSlice(len(send),
 			func(i int) ([]any, error) { return append(row(send[i]), existing[i]), nil })); err != nil {
 			return nil, fmt.Errorf("copy into staging table: %w", err)
 		}
-		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, copyInput))
+		rows, err = tx.Query(ctx, mergeStatements[1][conflict])
 	} else {
-		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, unnestInput), append(columns(send), existing)...)
+		rows, err = tx.Query(ctx, mergeStatements[0][conflict], append(columns(send), existing)...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
@@ -348,32 +421,13 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 		}
 		if c := byID[w.ID]; c != nil {
 			w.AcceptedAt, w.Repair = c.AcceptedAt, c.Repair
-			delete(byID, w.ID)
 		}
 		out = append(out, w)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
-	// What the UPDATE did not write either lost under the lock to a
-	// greater change stored since the read (the INSERT's guard leaves it
-	// out again) or found its row gone: insert it (rows are never
-	// removed, so this does not happen; it keeps the write exact if
-	// one ever is).
-	var again []batch.Change
-	for i, c := range send {
-		if existing[i] && byID[c.Review.ID] != nil {
-			again = append(again, c)
-		}
-	}
-	if len(again) == 0 {
-		return out, nil
-	}
-	more, err := s.write(ctx, tx, again, nil)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, more...), nil
+	return out, nil
 }
 
 func row(c batch.Change) []any {
