@@ -16,7 +16,16 @@ import (
 // rows' previous movie, then the movies upsert, the notification and the
 // offset), kept verbatim as the reference that the property test compares
 // the current path with and that BenchmarkApplyMix measures it against.
-type legacyStore struct{ db *pgxpool.Pool }
+type legacyStore struct {
+	db   *pgxpool.Pool
+	step func(name string) // as Store.step
+}
+
+func (s *legacyStore) stepped(name string) {
+	if s.step != nil {
+		s.step(name)
+	}
+}
 
 const legacyMergeSQL = `WITH input (id, provider, external_id, movie_id, author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at) AS (
@@ -57,6 +66,7 @@ func (s *legacyStore) Apply(ctx context.Context, pos Position, changes []batch.C
 		if err != nil {
 			return err
 		}
+		s.stepped("begin+lock")
 		stored := claim.Next
 		if stored >= pos.Next {
 			res.Replayed = len(changes)
@@ -98,6 +108,7 @@ func (s *legacyStore) Apply(ctx context.Context, pos Position, changes []batch.C
 			if err := rows.Err(); err != nil {
 				return fmt.Errorf("merge reviews: %w", err)
 			}
+			s.stepped("merge")
 		}
 		res.Stale = len(winners) - len(res.Written)
 		res.Movies = changedMovies(res.Written)
@@ -114,8 +125,10 @@ func (s *legacyStore) Apply(ctx context.Context, pos Position, changes []batch.C
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update movies and offset: %w", err)
 		}
+		s.stepped("movies+notify+offset")
 		return nil
 	})
+	s.stepped("commit")
 	if err != nil {
 		return Result{}, fmt.Errorf("apply batch of %s[%d] offsets %d..%d: %w", pos.Topic, pos.Partition, pos.First, pos.Next-1, err)
 	}

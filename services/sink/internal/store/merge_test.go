@@ -22,7 +22,7 @@ func dump(t *testing.T, db *pgxpool.Pool) (reviews, movies []string) {
 	t.Helper()
 	ctx := context.Background()
 	rows, err := db.Query(ctx, `SELECT concat_ws('|', id, provider, external_id, movie_id, author, rating, title, body,
-		language, url, version, deleted, content_hash, source_updated_at, ingested_at, accepted_at) FROM reviews ORDER BY id`)
+		language, url, version, deleted, content_hash, source_updated_at, ingested_at, accepted_at) FROM reviews ORDER BY id COLLATE "C"`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func dump(t *testing.T, db *pgxpool.Pool) (reviews, movies []string) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = db.Query(ctx, `SELECT movie_id FROM movies ORDER BY movie_id`)
+	rows, err = db.Query(ctx, `SELECT movie_id FROM movies ORDER BY movie_id COLLATE "C"`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +91,8 @@ func TestMergeMatchesLegacy(t *testing.T) {
 		t.Run(method.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 3))
 			ctx := context.Background()
-			oldDB, _ := mixDB(t)
-			newDB, _ := mixDB(t)
+			oldDB, _ := mixDB(t, schemaBefore0011)
+			newDB, _ := mixDB(t, "")
 			old, cur := &legacyStore{db: oldDB}, New(newDB, method.copyFrom)
 			var next int64
 			for round := range 150 {

@@ -134,13 +134,23 @@ type batchApplier interface {
 	Apply(ctx context.Context, pos Position, changes []batch.Change) (Result, error)
 }
 
+// impls are the write paths BenchmarkApplyMix compares: legacy is the
+// sink before the cheaper merge, on the schema before migration 0011
+// (restored by its setup), current is this package on the current schema.
 var impls = []struct {
-	name string
-	make func(*pgxpool.Pool) batchApplier
+	name  string
+	setup string
+	make  func(*pgxpool.Pool) batchApplier
 }{
-	{"legacy", func(db *pgxpool.Pool) batchApplier { return &legacyStore{db: db} }},
-	{"current", func(db *pgxpool.Pool) batchApplier { return New(db, DefaultCopyFrom) }},
+	{"legacy", schemaBefore0011, func(db *pgxpool.Pool) batchApplier { return &legacyStore{db: db} }},
+	{"current", "", func(db *pgxpool.Pool) batchApplier { return New(db, DefaultCopyFrom) }},
 }
+
+// schemaBefore0011 undoes migration 0011 (ids back to the database's
+// collation).
+const schemaBefore0011 = `ALTER TABLE reviews ALTER COLUMN id TYPE text COLLATE "default",
+	ALTER COLUMN movie_id TYPE text COLLATE "default";
+ALTER TABLE movies ALTER COLUMN movie_id TYPE text COLLATE "default"`
 
 // backendCPU returns the CPU time the PostgreSQL backend pid has used
 // (PostgreSQL runs on this machine): /proc/<pid>/schedstat's first field,
@@ -164,9 +174,9 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// mixDB makes a fresh migrated database with a pool of one connection and
-// returns the pool and that connection's backend pid.
-func mixDB(tb testing.TB) (*pgxpool.Pool, int) {
+// mixDB makes a fresh migrated database, runs setup on it, and returns a
+// pool of one connection on it and that connection's backend pid.
+func mixDB(tb testing.TB, setup string) (*pgxpool.Pool, int) {
 	tb.Helper()
 	base := os.Getenv("DATABASE_URL")
 	if base == "" {
@@ -181,6 +191,18 @@ func mixDB(tb testing.TB) (*pgxpool.Pool, int) {
 	tb.Cleanup(db.Close)
 	if _, err := pgstore.Migrate(ctx, db); err != nil {
 		tb.Fatal(err)
+	}
+	if setup != "" {
+		if _, err := db.Exec(ctx, setup); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if sql := os.Getenv("SINK_BENCH_SQL"); sql != "" {
+		// An experiment: schema changes to try before writing them as a
+		// migration.
+		if _, err := db.Exec(ctx, sql); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	var pid int
 	if err := db.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
@@ -204,7 +226,7 @@ func BenchmarkApplyMix(b *testing.B) {
 	for _, impl := range impls {
 		b.Run(impl.name, func(b *testing.B) {
 			ctx := context.Background()
-			db, pid := mixDB(b)
+			db, pid := mixDB(b, impl.setup)
 			s := impl.make(db)
 			g := newMixGen(42, "mix-")
 			var next int64

@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -43,7 +46,7 @@ func TestProfileCurrent(t *testing.T) {
 		t.Skip("SINK_PROFILE=1 to profile")
 	}
 	ctx := context.Background()
-	db, _ := mixDB(t)
+	db, _ := mixDB(t, "")
 	s := New(db, 0)
 	g := newMixGen(42, "mix-")
 	var next int64
@@ -77,7 +80,24 @@ func TestProfileCurrent(t *testing.T) {
 	}
 	send, existing := toSend(winners, prev)
 	t.Logf("%d after collapse, %d sent, %d existing", len(winners), len(send), len(prev))
-	explain(t, tx, "merge", mergeStatements[0][0], append(columns(send), existing)...)
+	var ins, upd []batch.Change
+	for i, c := range send {
+		if existing[i] {
+			upd = append(upd, c)
+		} else {
+			ins = append(ins, c)
+		}
+	}
+	explain(t, tx, "insert", insertStatements[0][0], append(columns(ins), make([]bool, len(ins)))...)
+	explain(t, tx, "update", updateStatements[0], append(columns(upd), slices.Repeat([]bool{true}, len(upd)))...)
+	var movies []string
+	for i := range send {
+		if m := send[i].Review.MovieID; m != "" {
+			movies = append(movies, m)
+		}
+	}
+	slices.Sort(movies)
+	explain(t, tx, "movies", moviesSQL, slices.Compact(movies))
 }
 
 // TestProfileLegacy logs the plan, buffers and WAL of each statement of one
@@ -87,7 +107,7 @@ func TestProfileLegacy(t *testing.T) {
 		t.Skip("SINK_PROFILE=1 to profile")
 	}
 	ctx := context.Background()
-	db, _ := mixDB(t)
+	db, _ := mixDB(t, schemaBefore0011)
 	s := &legacyStore{db: db}
 	g := newMixGen(42, "mix-")
 	var next int64
@@ -142,4 +162,65 @@ func TestProfileLegacy(t *testing.T) {
 	explain(t, tx, "notify", `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
 	explain(t, tx, "advance", `UPDATE consumer_offsets SET next_offset = GREATEST(next_offset, $4), updated_at = now()
 	WHERE consumer = $1 AND topic = $2 AND partition = $3`, "bench", "normalized", 0, next+mixBatch)
+}
+
+// TestProfileSteps applies 30 mix batches after 30 of warm-up with each
+// write path and logs the PostgreSQL backend's CPU per stored record of each
+// round trip of Apply (the backend is idle between them, so the CPU it used
+// during one is that round trip's) (SINK_PROFILE=1). SINK_BENCH_SQL applies
+// to it too.
+func TestProfileSteps(t *testing.T) {
+	if os.Getenv("SINK_PROFILE") == "" {
+		t.Skip("SINK_PROFILE=1 to profile")
+	}
+	for _, impl := range impls {
+		ctx := context.Background()
+		db, pid := mixDB(t, impl.setup)
+		s := impl.make(db)
+		g := newMixGen(42, "mix-")
+		var next int64
+		stored := 0
+		apply := func() {
+			cs := g.batch(next, mixBatch)
+			res, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + mixBatch}, cs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next += mixBatch
+			stored += len(res.Written)
+		}
+		for range 30 {
+			apply()
+		}
+		stored = 0
+		cpu := map[string]time.Duration{}
+		var order []string
+		last, _ := backendCPU(pid)
+		step := func(name string) {
+			now, _ := backendCPU(pid)
+			if _, ok := cpu[name]; !ok {
+				order = append(order, name)
+			}
+			cpu[name] += now - last
+			last = now
+		}
+		switch s := s.(type) {
+		case *Store:
+			s.step = step
+		case *legacyStore:
+			s.step = step
+		}
+		for range 30 {
+			last, _ = backendCPU(pid)
+			apply()
+		}
+		var total time.Duration
+		var b strings.Builder
+		for _, name := range order {
+			total += cpu[name]
+			fmt.Fprintf(&b, "%-22s %6.2f µs/stored\n", name, float64(cpu[name])/1e3/float64(stored))
+		}
+		fmt.Fprintf(&b, "%-22s %6.2f µs/stored (%d stored of %d records)", "total", float64(total)/1e3/float64(stored), stored, 30*mixBatch)
+		t.Logf("%s:\n%s", impl.name, b.String())
+	}
 }

@@ -82,6 +82,15 @@ type Store struct {
 	// copyFrom is the number of rows from which a batch goes through COPY
 	// (0: never).
 	copyFrom int
+	// step, when set (by tests that profile), is called after each round
+	// trip of Apply with its name.
+	step func(name string)
+}
+
+func (s *Store) stepped(name string) {
+	if s.step != nil {
+		s.step(name)
+	}
 }
 
 // New returns a store on db that writes batches of at least copyFrom rows
@@ -112,6 +121,7 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 		if err != nil {
 			return err
 		}
+		s.stepped("begin+lock")
 		stored := claim.Next
 		if stored >= pos.Next {
 			res.Replayed = len(changes)
@@ -144,30 +154,24 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update movies and offset: %w", err)
 		}
+		s.stepped("movies+notify+offset")
 		return nil
 	})
+	s.stepped("commit")
 	if err != nil {
 		return Result{}, fmt.Errorf("apply batch of %s[%d] offsets %d..%d: %w", pos.Topic, pos.Partition, pos.First, pos.Next-1, err)
 	}
 	return res, nil
 }
 
-// moviesSQL sets last_changed_at of the movies $1 (sorted) to the
-// transaction's time (never back). Existing movies take a plain UPDATE:
-// one index probe and no row lock logged, where INSERT ... ON CONFLICT DO
-// UPDATE probes twice and logs the lock; only the movies that had no row
-// go through the INSERT, sorted, and ON CONFLICT still settles one that
-// another transaction inserted since. The UPDATE locks rows in one order
-// in every transaction (index order, or block order in a scan), the INSERT
-// in sorted order, so two partitions' batches cannot deadlock on them.
-const moviesSQL = `WITH updated AS (
-	UPDATE movies AS m SET last_changed_at = GREATEST(m.last_changed_at, now())
-	WHERE m.movie_id = ANY($1::text[])
-	RETURNING m.movie_id
-)
-INSERT INTO movies AS m (movie_id, last_changed_at)
-SELECT id, now() FROM unnest($1::text[]) AS id WHERE id NOT IN (SELECT movie_id FROM updated) ORDER BY id
-ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`
+// moviesSQL sets last_changed_at of the movies $1 to the transaction's
+// time (never back). Sorted, so concurrent partitions lock movie rows in
+// one order. (A plain UPDATE of the existing movies before an INSERT of new
+// ones, to spare ON CONFLICT's second index probe and logged row lock,
+// measured no cheaper: README.)
+const moviesSQL = `INSERT INTO movies AS m (movie_id, last_changed_at)
+	SELECT id, now() FROM unnest($1::text[]) AS id ORDER BY id
+	ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`
 
 // guard is the version guard of every write: the greater change in the
 // processor's order wins (higher version; at equal version a delete over an
@@ -201,39 +205,32 @@ func wins(c *batch.Change, s stored) bool {
 // changes that lose to it out of the write).
 const readSQL = `SELECT id, COALESCE(movie_id, ''), version, deleted, content_hash FROM reviews WHERE id = ANY($1)`
 
-// mergeSQL writes the rows of the relation named input (a CTE over unnest,
-// or the COPY staging table) and returns each written row's id, movie and
-// deletion: those with existing = false, which had no row when read, with
-// INSERT (%[2]s: nothing, or an ON CONFLICT clause), the others, which
-// won against their row when read, with a plain UPDATE under the guard. A
-// plain UPDATE neither probes the index twice nor logs a row lock, as ON
-// CONFLICT DO UPDATE does, and the changes that lose to their row
-// (resends, stale versions) are not sent at all.
-const mergeSQL = `%[1]s
-inserted AS (
-	INSERT INTO reviews AS r (id, provider, external_id, movie_id, author, rating, title, body, language, url,
+// insertSQL inserts the rows of input u (%[1]s: unnest of the parameters,
+// or the COPY staging table) that had no row when read (NOT existing), with
+// %[2]s: nothing, or an ON CONFLICT clause. It returns each written row's
+// id, movie and deletion.
+const insertSQL = `INSERT INTO reviews AS r (id, provider, external_id, movie_id, author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, committed_at)
 	SELECT id, provider, external_id, NULLIF(movie_id, ''), author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, now()
-	FROM input WHERE NOT existing
+	FROM %[1]s WHERE NOT existing
 	%[2]s
-	RETURNING r.id, r.movie_id, r.deleted
-),
-updated AS (
-	UPDATE reviews AS r SET
+	RETURNING r.id, COALESCE(r.movie_id, ''), r.deleted`
+
+// updateSQL updates, under the guard, the rows of input u that won against
+// their row when read (existing). A plain UPDATE neither probes the index
+// twice nor logs a row lock, as ON CONFLICT DO UPDATE does; the changes that
+// lost to their row (resends, stale versions) are not sent at all.
+const updateSQL = `UPDATE reviews AS r SET
 		provider = u.provider, external_id = u.external_id,
 		movie_id = COALESCE(NULLIF(u.movie_id, ''), r.movie_id),
 		author = u.author, rating = u.rating, title = u.title, body = u.body,
 		language = u.language, url = u.url, version = u.version, deleted = u.deleted,
 		content_hash = u.content_hash, source_updated_at = u.source_updated_at,
 		ingested_at = u.ingested_at, accepted_at = u.accepted_at, committed_at = now()
-	FROM input AS u
+	FROM %[1]s
 	WHERE u.existing AND r.id = u.id AND (` + guard + `)
-	RETURNING r.id, r.movie_id, r.deleted
-)
-SELECT id, COALESCE(movie_id, ''), deleted FROM inserted
-UNION ALL
-SELECT id, COALESCE(movie_id, ''), deleted FROM updated`
+	RETURNING r.id, COALESCE(r.movie_id, ''), r.deleted`
 
 // onConflict is the INSERT's clause when a row may have appeared since the
 // read: the same guarded update as the UPDATE's.
@@ -246,23 +243,26 @@ var onConflict = `ON CONFLICT (id) DO UPDATE SET
 		ingested_at = excluded.ingested_at, accepted_at = excluded.accepted_at, committed_at = excluded.committed_at
 	WHERE ` + strings.ReplaceAll(guard, "u.", "excluded.")
 
-// mergeStatements are mergeSQL's four forms: [copy][onConflict].
-var mergeStatements = func() (m [2][2]string) {
-	for i, input := range []string{unnestInput, copyInput} {
-		m[i][0] = fmt.Sprintf(mergeSQL, input, "")
-		m[i][1] = fmt.Sprintf(mergeSQL, input, onConflict)
-	}
-	return m
-}()
-
-const unnestInput = `WITH input (id, provider, external_id, movie_id, author, rating, title, body, language, url,
-		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, existing) AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[],
+const unnestInput = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::bigint[], $12::boolean[], $13::text[], $14::timestamptz[],
 		$15::timestamptz[], $16::timestamptz[], $17::boolean[])
-),`
+	AS u (id, provider, external_id, movie_id, author, rating, title, body, language, url,
+		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, existing)`
 
-const copyInput = `WITH input AS (SELECT * FROM sink_staging),`
+const copyInput = `sink_staging AS u`
+
+// Statements are built once: [copy] for the inputs, [onConflict] for the
+// INSERT.
+var (
+	insertStatements = func() (m [2][2]string) {
+		for i, input := range []string{unnestInput, copyInput} {
+			m[i][0] = fmt.Sprintf(insertSQL, input, "")
+			m[i][1] = fmt.Sprintf(insertSQL, input, onConflict)
+		}
+		return m
+	}()
+	updateStatements = [2]string{fmt.Sprintf(updateSQL, unnestInput), fmt.Sprintf(updateSQL, copyInput)}
+)
 
 var stagingColumns = []string{"id", "provider", "external_id", "movie_id", "author", "rating", "title", "body",
 	"language", "url", "version", "deleted", "content_hash", "source_updated_at", "ingested_at", "accepted_at", "existing"}
@@ -300,6 +300,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Writ
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read reviews: %w", err)
 	}
+	s.stepped("read")
 	return s.write(ctx, tx, cs, prev, false)
 }
 
@@ -341,12 +342,14 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 		if _, err := tx.Exec(ctx, "SAVEPOINT sink_merge"); err != nil {
 			return nil, fmt.Errorf("merge reviews: %w", err)
 		}
+		s.stepped("savepoint")
 	}
 	conflict := 0
 	if safe {
 		conflict = 1
 	}
 	out, err := s.send(ctx, tx, send, existing, prev, conflict)
+	s.stepped("merge")
 	var pg *pgconn.PgError
 	if !safe && errors.As(err, &pg) && pg.Code == "23505" /* unique_violation */ {
 		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sink_merge"); err != nil {
@@ -380,10 +383,15 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 // send runs the merge of send (with the flags existing) through COPY or
 // UNNEST and returns the rows written.
 func (s *Store) send(ctx context.Context, tx pgx.Tx, send []batch.Change, existing []bool, prev map[string]stored, conflict int) ([]Written, error) {
-	var (
-		rows pgx.Rows
-		err  error
-	)
+	var ins, upd []batch.Change
+	for i, c := range send {
+		if existing[i] {
+			upd = append(upd, c)
+		} else {
+			ins = append(ins, c)
+		}
+	}
+	input, insArgs, updArgs := 0, []any(nil), []any(nil)
 	if s.copyFrom > 0 && len(send) >= s.copyFrom {
 		if _, err := tx.Exec(ctx, createStaging); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
@@ -399,33 +407,47 @@ func (s *Store) send(ctx context.Context, tx pgx.Tx, send []batch.Change, existi
 			func(i int) ([]any, error) { return append(row(send[i]), existing[i]), nil })); err != nil {
 			return nil, fmt.Errorf("copy into staging table: %w", err)
 		}
-		rows, err = tx.Query(ctx, mergeStatements[1][conflict])
+		input = 1
 	} else {
-		rows, err = tx.Query(ctx, mergeStatements[0][conflict], append(columns(send), existing)...)
+		// Each statement binds only its own rows.
+		insArgs = append(columns(ins), make([]bool, len(ins)))
+		updArgs = append(columns(upd), slices.Repeat([]bool{true}, len(upd)))
 	}
-	if err != nil {
+	// Two statements in one round trip: without a CTE over both, neither
+	// materializes the input nor its RETURNING rows.
+	b := &pgx.Batch{}
+	out := make([]Written, 0, len(send))
+	scan := func(rows pgx.Rows) error {
+		for rows.Next() {
+			var w Written
+			if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted); err != nil {
+				return err
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	}
+	if len(ins) > 0 {
+		b.Queue(insertStatements[input][conflict], insArgs...).Query(scan)
+	}
+	if len(upd) > 0 {
+		b.Queue(updateStatements[input], updArgs...).Query(scan)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
 	byID := make(map[string]*batch.Change, len(send))
 	for i := range send {
 		byID[send[i].Review.ID] = &send[i]
 	}
-	out := make([]Written, 0, len(send))
-	for rows.Next() {
-		var w Written
-		if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted); err != nil {
-			return nil, fmt.Errorf("merge reviews: %w", err)
-		}
+	for i := range out {
+		w := &out[i]
 		if p, ok := prev[w.ID]; ok && !p.deleted {
 			w.PrevMovie = p.movie
 		}
 		if c := byID[w.ID]; c != nil {
 			w.AcceptedAt, w.Repair = c.AcceptedAt, c.Repair
 		}
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
 	return out, nil
 }
