@@ -20,8 +20,15 @@ import (
 )
 
 // mixBatch is the default SINK_MAX_BATCH (main.go, app.Config): under load
-// every batch is this size.
-const mixBatch = 1000
+// every batch is this size. SINK_MIX_BATCH changes it (smaller batches: a
+// sink that keeps up, whose batches are what arrived during the last
+// transaction).
+var mixBatch = func() int {
+	if n, err := strconv.Atoi(os.Getenv("SINK_MIX_BATCH")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}()
 
 // mixMovies is the number of movies the keys spread over, as in make bench
 // (bench/internal/load.Movies): a batch of 1000 touches about 630.
@@ -233,7 +240,7 @@ func BenchmarkApplyMix(b *testing.B) {
 			stored := 0
 			apply := func() {
 				cs := g.batch(next, mixBatch)
-				pos := Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + mixBatch}
+				pos := Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + int64(mixBatch)}
 				res, err := s.Apply(ctx, pos, cs)
 				if err != nil {
 					b.Fatal(err)
@@ -241,7 +248,7 @@ func BenchmarkApplyMix(b *testing.B) {
 				next = pos.Next
 				stored += len(res.Written)
 			}
-			for range 30 {
+			for range 30 * 1000 / mixBatch {
 				apply()
 			}
 			if f := os.Getenv("SINK_BENCH_PIDFILE"); f != "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,14 @@ import (
 	"github.com/reviewpipe/reviewpipe/services/sink/internal/batch"
 )
 
+// walTotal sums the WAL that explain saw the backend write.
+type walTotal struct{ records, fpi, bytes int64 }
+
+var walSeen walTotal
+
 // explain runs EXPLAIN (ANALYZE, BUFFERS, WAL) of sql in tx (which executes
-// it) and logs the plan: time, buffers and the WAL the backend wrote for it.
+// it) and logs the plan: time, buffers and the WAL the backend wrote for it
+// (added to walSeen).
 func explain(t *testing.T, tx pgx.Tx, name, sql string, args ...any) {
 	t.Helper()
 	rows, err := tx.Query(context.Background(), "EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) "+sql, args...)
@@ -27,6 +34,21 @@ func explain(t *testing.T, tx pgx.Tx, name, sql string, args ...any) {
 		var l string
 		if err := rows.Scan(&l); err != nil {
 			t.Fatal(err)
+		}
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "WAL:" && len(lines) > 0 && !strings.Contains(strings.Join(lines, "\n"), "WAL:") {
+			// The top node's: the statement's whole.
+			for _, kv := range f[1:] {
+				k, v, _ := strings.Cut(kv, "=")
+				n, _ := strconv.ParseInt(v, 10, 64)
+				switch k {
+				case "records":
+					walSeen.records += n
+				case "fpi":
+					walSeen.fpi += n
+				case "bytes":
+					walSeen.bytes += n
+				}
+			}
 		}
 		if len(l) > 160 {
 			l = l[:160] + "…"
@@ -45,6 +67,7 @@ func TestProfileCurrent(t *testing.T) {
 	if os.Getenv("SINK_PROFILE") == "" {
 		t.Skip("SINK_PROFILE=1 to profile")
 	}
+	walSeen = walTotal{}
 	ctx := context.Background()
 	db, _ := mixDB(t, "")
 	s := New(db, 0)
@@ -52,10 +75,10 @@ func TestProfileCurrent(t *testing.T) {
 	var next int64
 	for range 30 {
 		cs := g.batch(next, mixBatch)
-		if _, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + mixBatch}, cs); err != nil {
+		if _, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + int64(mixBatch)}, cs); err != nil {
 			t.Fatal(err)
 		}
-		next += mixBatch
+		next += int64(mixBatch)
 	}
 	winners, _ := batch.Collapse(g.batch(next, mixBatch))
 	tx, err := db.Begin(ctx)
@@ -63,6 +86,10 @@ func TestProfileCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
+	explain(t, tx, "offset lock", `INSERT INTO consumer_offsets AS o (consumer, topic, partition, next_offset)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = o.next_offset
+		RETURNING next_offset`, "bench", "normalized", 0, next)
 	ids := make([]string, len(winners))
 	for i := range winners {
 		ids[i] = winners[i].Review.ID
@@ -98,6 +125,10 @@ func TestProfileCurrent(t *testing.T) {
 	}
 	slices.Sort(movies)
 	explain(t, tx, "movies", moviesSQL, slices.Compact(movies))
+	explain(t, tx, "advance", `UPDATE consumer_offsets SET next_offset = GREATEST(next_offset, $4), updated_at = now()
+	WHERE consumer = $1 AND topic = $2 AND partition = $3`, "bench", "normalized", 0, next+int64(mixBatch))
+	t.Logf("WAL of the batch's statements (movies over the rows sent, a bound): %d records, %d full-page images, %d bytes; %.0f bytes per written row",
+		walSeen.records, walSeen.fpi, walSeen.bytes, float64(walSeen.bytes)/float64(len(send)))
 }
 
 // TestProfileLegacy logs the plan, buffers and WAL of each statement of one
@@ -106,6 +137,7 @@ func TestProfileLegacy(t *testing.T) {
 	if os.Getenv("SINK_PROFILE") == "" {
 		t.Skip("SINK_PROFILE=1 to profile")
 	}
+	walSeen = walTotal{}
 	ctx := context.Background()
 	db, _ := mixDB(t, schemaBefore0011)
 	s := &legacyStore{db: db}
@@ -113,10 +145,10 @@ func TestProfileLegacy(t *testing.T) {
 	var next int64
 	for range 30 {
 		cs := g.batch(next, mixBatch)
-		if _, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + mixBatch}, cs); err != nil {
+		if _, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + int64(mixBatch)}, cs); err != nil {
 			t.Fatal(err)
 		}
-		next += mixBatch
+		next += int64(mixBatch)
 	}
 	cs := g.batch(next, mixBatch)
 	tx, err := db.Begin(ctx)
@@ -161,7 +193,9 @@ func TestProfileLegacy(t *testing.T) {
 		changedMovies(written))
 	explain(t, tx, "notify", `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
 	explain(t, tx, "advance", `UPDATE consumer_offsets SET next_offset = GREATEST(next_offset, $4), updated_at = now()
-	WHERE consumer = $1 AND topic = $2 AND partition = $3`, "bench", "normalized", 0, next+mixBatch)
+	WHERE consumer = $1 AND topic = $2 AND partition = $3`, "bench", "normalized", 0, next+int64(mixBatch))
+	t.Logf("WAL of the batch's statements: %d records, %d full-page images, %d bytes; %.0f bytes per written row",
+		walSeen.records, walSeen.fpi, walSeen.bytes, float64(walSeen.bytes)/float64(len(written)))
 }
 
 // TestProfileSteps applies 30 mix batches after 30 of warm-up with each
@@ -182,14 +216,14 @@ func TestProfileSteps(t *testing.T) {
 		stored := 0
 		apply := func() {
 			cs := g.batch(next, mixBatch)
-			res, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + mixBatch}, cs)
+			res, err := s.Apply(ctx, Position{Consumer: "bench", Topic: "normalized", First: next, Next: next + int64(mixBatch)}, cs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			next += mixBatch
+			next += int64(mixBatch)
 			stored += len(res.Written)
 		}
-		for range 30 {
+		for range 30 * 1000 / mixBatch {
 			apply()
 		}
 		stored = 0
@@ -210,7 +244,7 @@ func TestProfileSteps(t *testing.T) {
 		case *legacyStore:
 			s.step = step
 		}
-		for range 30 {
+		for range 30 * 1000 / mixBatch {
 			last, _ = backendCPU(pid)
 			apply()
 		}
@@ -220,7 +254,7 @@ func TestProfileSteps(t *testing.T) {
 			total += cpu[name]
 			fmt.Fprintf(&b, "%-22s %6.2f µs/stored\n", name, float64(cpu[name])/1e3/float64(stored))
 		}
-		fmt.Fprintf(&b, "%-22s %6.2f µs/stored (%d stored of %d records)", "total", float64(total)/1e3/float64(stored), stored, 30*mixBatch)
+		fmt.Fprintf(&b, "%-22s %6.2f µs/stored (%d stored of %d records)", "total", float64(total)/1e3/float64(stored), stored, 30*1000/mixBatch*mixBatch)
 		t.Logf("%s:\n%s", impl.name, b.String())
 	}
 }
