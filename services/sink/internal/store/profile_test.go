@@ -105,16 +105,9 @@ func TestProfileCurrent(t *testing.T) {
 		}
 		prev[id] = r
 	}
-	send, existing := toSend(winners, prev)
+	ins, upd := toSend(winners, prev)
+	send := append(append([]batch.Change(nil), ins...), upd...)
 	t.Logf("%d after collapse, %d sent, %d existing", len(winners), len(send), len(prev))
-	var ins, upd []batch.Change
-	for i, c := range send {
-		if existing[i] {
-			upd = append(upd, c)
-		} else {
-			ins = append(ins, c)
-		}
-	}
 	explain(t, tx, "insert", insertStatements[0][0], append(columns(ins), make([]bool, len(ins)))...)
 	explain(t, tx, "update", updateStatements[0], append(columns(upd), slices.Repeat([]bool{true}, len(upd)))...)
 	var movies []string

@@ -304,20 +304,20 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Writ
 	return s.write(ctx, tx, cs, prev, false)
 }
 
-// toSend returns the changes that win against prev (the rows as read) and,
-// for each, whether it had a row.
-func toSend(cs []batch.Change, prev map[string]stored) (send []batch.Change, existing []bool) {
-	send = make([]batch.Change, 0, len(cs))
-	existing = make([]bool, 0, len(cs))
+// toSend returns the changes that win against prev (the rows as read):
+// those without a row (to insert) and those with one (to update).
+func toSend(cs []batch.Change, prev map[string]stored) (ins, upd []batch.Change) {
 	for i := range cs {
 		p, ok := prev[cs[i].Review.ID]
-		if ok && !wins(&cs[i], p) {
-			continue // it loses to the stored row: stale or a resend
+		switch {
+		case !ok:
+			ins = append(ins, cs[i])
+		case wins(&cs[i], p):
+			upd = append(upd, cs[i])
 		}
-		send = append(send, cs[i])
-		existing = append(existing, ok)
+		// else it loses to the stored row: stale or a resend
 	}
-	return send, existing
+	return ins, upd
 }
 
 // write writes the changes that win against prev (the rows as read;
@@ -334,8 +334,8 @@ func toSend(cs []batch.Change, prev map[string]stored) (send []batch.Change, exi
 // written by the UPDATE (a greater change was stored since, or the row went
 // away, which nothing does) is sent again, safe: the guard decides.
 func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev map[string]stored, safe bool) ([]Written, error) {
-	send, existing := toSend(cs, prev)
-	if len(send) == 0 {
+	ins, upd := toSend(cs, prev)
+	if len(ins)+len(upd) == 0 {
 		return nil, nil
 	}
 	if !safe {
@@ -348,7 +348,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 	if safe {
 		conflict = 1
 	}
-	out, err := s.send(ctx, tx, send, existing, prev, conflict)
+	out, err := s.send(ctx, tx, ins, upd, prev, conflict)
 	s.stepped("merge")
 	var pg *pgconn.PgError
 	if !safe && errors.As(err, &pg) && pg.Code == "23505" /* unique_violation */ {
@@ -365,8 +365,8 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 		byID[w.ID] = true
 	}
 	var again []batch.Change
-	for i, c := range send {
-		if existing[i] && !byID[c.Review.ID] {
+	for _, c := range upd {
+		if !byID[c.Review.ID] {
 			again = append(again, c)
 		}
 	}
@@ -380,19 +380,18 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 	return append(out, more...), nil
 }
 
-// send runs the merge of send (with the flags existing) through COPY or
-// UNNEST and returns the rows written.
-func (s *Store) send(ctx context.Context, tx pgx.Tx, send []batch.Change, existing []bool, prev map[string]stored, conflict int) ([]Written, error) {
-	var ins, upd []batch.Change
-	for i, c := range send {
-		if existing[i] {
-			upd = append(upd, c)
-		} else {
-			ins = append(ins, c)
+// send inserts ins and updates upd, through COPY or UNNEST, and returns the
+// rows written.
+func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Change, prev map[string]stored, conflict int) ([]Written, error) {
+	n := len(ins) + len(upd)
+	at := func(i int) (*batch.Change, bool) {
+		if i < len(ins) {
+			return &ins[i], false
 		}
+		return &upd[i-len(ins)], true
 	}
 	input, insArgs, updArgs := 0, []any(nil), []any(nil)
-	if s.copyFrom > 0 && len(send) >= s.copyFrom {
+	if s.copyFrom > 0 && n >= s.copyFrom {
 		if _, err := tx.Exec(ctx, createStaging); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
@@ -403,8 +402,8 @@ func (s *Store) send(ctx context.Context, tx pgx.Tx, send []batch.Change, existi
 				return nil, fmt.Errorf("empty staging table: %w", err)
 			}
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_staging"}, stagingColumns, pgx.CopyFromSlice(len(send),
-			func(i int) ([]any, error) { return append(row(send[i]), existing[i]), nil })); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_staging"}, stagingColumns, pgx.CopyFromSlice(n,
+			func(i int) ([]any, error) { c, existing := at(i); return append(row(*c), existing), nil })); err != nil {
 			return nil, fmt.Errorf("copy into staging table: %w", err)
 		}
 		input = 1
@@ -416,7 +415,7 @@ func (s *Store) send(ctx context.Context, tx pgx.Tx, send []batch.Change, existi
 	// Two statements in one round trip: without a CTE over both, neither
 	// materializes the input nor its RETURNING rows.
 	b := &pgx.Batch{}
-	out := make([]Written, 0, len(send))
+	out := make([]Written, 0, n)
 	scan := func(rows pgx.Rows) error {
 		for rows.Next() {
 			var w Written
@@ -436,9 +435,10 @@ func (s *Store) send(ctx context.Context, tx pgx.Tx, send []batch.Change, existi
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
-	byID := make(map[string]*batch.Change, len(send))
-	for i := range send {
-		byID[send[i].Review.ID] = &send[i]
+	byID := make(map[string]*batch.Change, n)
+	for i := range n {
+		c, _ := at(i)
+		byID[c.Review.ID] = c
 	}
 	for i := range out {
 		w := &out[i]
