@@ -9,11 +9,14 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/reviewpipe/reviewpipe/pkg/changefeed"
@@ -79,6 +82,15 @@ type Store struct {
 	// copyFrom is the number of rows from which a batch goes through COPY
 	// (0: never).
 	copyFrom int
+	// step, when set (by tests that profile), is called after each round
+	// trip of Apply with its name.
+	step func(name string)
+}
+
+func (s *Store) stepped(name string) {
+	if s.step != nil {
+		s.step(name)
+	}
 }
 
 // New returns a store on db that writes batches of at least copyFrom rows
@@ -109,6 +121,7 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 		if err != nil {
 			return err
 		}
+		s.stepped("begin+lock")
 		stored := claim.Next
 		if stored >= pos.Next {
 			res.Replayed = len(changes)
@@ -133,11 +146,7 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 		res.Movies = changedMovies(written)
 		b := &pgx.Batch{}
 		if len(res.Movies) > 0 {
-			// Sorted, so concurrent partitions lock movie rows in one order.
-			b.Queue(`INSERT INTO movies AS m (movie_id, last_changed_at)
-				SELECT id, now() FROM unnest($1::text[]) AS id ORDER BY id
-				ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`,
-				res.Movies)
+			b.Queue(moviesSQL, res.Movies)
 			b.Queue(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
 		}
 		claim.QueueAdvance(b, pos.Next)
@@ -145,110 +154,300 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("update movies and offset: %w", err)
 		}
+		s.stepped("movies+notify+offset")
 		return nil
 	})
+	s.stepped("commit")
 	if err != nil {
 		return Result{}, fmt.Errorf("apply batch of %s[%d] offsets %d..%d: %w", pos.Topic, pos.Partition, pos.First, pos.Next-1, err)
 	}
 	return res, nil
 }
 
+// moviesSQL sets last_changed_at of the movies $1 to the transaction's
+// time (never back). Sorted, so concurrent partitions lock movie rows in
+// one order. (A plain UPDATE of the existing movies before an INSERT of new
+// ones, to spare ON CONFLICT's second index probe and logged row lock,
+// measured no cheaper: README.)
+const moviesSQL = `INSERT INTO movies AS m (movie_id, last_changed_at)
+	SELECT id, now() FROM unnest($1::text[]) AS id ORDER BY id
+	ON CONFLICT (movie_id) DO UPDATE SET last_changed_at = GREATEST(m.last_changed_at, excluded.last_changed_at)`
+
 // guard is the version guard of every write: the greater change in the
 // processor's order wins (higher version; at equal version a delete over an
-// upsert; else the greater content hash, compared bytewise).
-const guard = `excluded.version > r.version
-	OR (excluded.version = r.version AND excluded.deleted AND NOT r.deleted)
-	OR (excluded.version = r.version AND excluded.deleted = r.deleted
-	    AND excluded.content_hash COLLATE "C" > r.content_hash COLLATE "C")`
+// upsert; else the greater content hash, compared bytewise). wins is the
+// same rule in Go; both are applied: wins sorts a batch before the write,
+// guard decides under the row lock.
+const guard = `u.version > r.version
+	OR (u.version = r.version AND u.deleted AND NOT r.deleted)
+	OR (u.version = r.version AND u.deleted = r.deleted
+	    AND u.content_hash COLLATE "C" > r.content_hash COLLATE "C")`
 
-// mergeSQL merges the rows of the relation named input (a CTE over unnest
-// or the COPY staging table) into reviews and returns each written row
-// with its movie before the change. Every sub-statement sees the snapshot
-// from before the statement, so prev holds the rows' old movie and state.
-const mergeSQL = `%s
-prev AS (
-	SELECT r.id, r.movie_id, r.deleted FROM reviews r WHERE r.id IN (SELECT id FROM input)
-),
-written AS (
-	INSERT INTO reviews AS r (id, provider, external_id, movie_id, author, rating, title, body, language, url,
+// stored is what the merge reads of a row before writing it.
+type stored struct {
+	movie   string // "" when none
+	version int64
+	deleted bool
+	hash    string
+}
+
+// wins reports whether c is greater than the stored row s in the guard's
+// order (Go compares strings bytewise, as COLLATE "C").
+func wins(c *batch.Change, s stored) bool {
+	v := c.Review.Version
+	return v > s.version ||
+		(v == s.version && c.Deleted && !s.deleted) ||
+		(v == s.version && c.Deleted == s.deleted && c.Hash > s.hash)
+}
+
+// readSQL reads the rows a batch may change: their movie (to tell which
+// movies a change leaves) and their place in the order (to leave the
+// changes that lose to it out of the write).
+const readSQL = `SELECT id, COALESCE(movie_id, ''), version, deleted, content_hash FROM reviews WHERE id = ANY($1)`
+
+// insertSQL inserts the rows of input u (%[1]s: unnest of the parameters,
+// or the COPY staging table) that had no row when read (NOT existing), with
+// %[2]s: nothing, or an ON CONFLICT clause. It returns each written row's
+// id, movie and deletion.
+const insertSQL = `INSERT INTO reviews AS r (id, provider, external_id, movie_id, author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, committed_at)
 	SELECT id, provider, external_id, NULLIF(movie_id, ''), author, rating, title, body, language, url,
 		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, now()
-	FROM input
-	ON CONFLICT (id) DO UPDATE SET
+	FROM %[1]s WHERE NOT existing
+	%[2]s
+	RETURNING r.id, COALESCE(r.movie_id, ''), r.deleted`
+
+// updateSQL updates, under the guard, the rows of input u that won against
+// their row when read (existing). A plain UPDATE neither probes the index
+// twice nor logs a row lock, as ON CONFLICT DO UPDATE does; the changes that
+// lost to their row (resends, stale versions) are not sent at all.
+const updateSQL = `UPDATE reviews AS r SET
+		provider = u.provider, external_id = u.external_id,
+		movie_id = COALESCE(NULLIF(u.movie_id, ''), r.movie_id),
+		author = u.author, rating = u.rating, title = u.title, body = u.body,
+		language = u.language, url = u.url, version = u.version, deleted = u.deleted,
+		content_hash = u.content_hash, source_updated_at = u.source_updated_at,
+		ingested_at = u.ingested_at, accepted_at = u.accepted_at, committed_at = now()
+	FROM %[1]s
+	WHERE u.existing AND r.id = u.id AND (` + guard + `)
+	RETURNING r.id, COALESCE(r.movie_id, ''), r.deleted`
+
+// onConflict is the INSERT's clause when a row may have appeared since the
+// read: the same guarded update as the UPDATE's.
+var onConflict = `ON CONFLICT (id) DO UPDATE SET
 		provider = excluded.provider, external_id = excluded.external_id,
 		movie_id = COALESCE(excluded.movie_id, r.movie_id),
 		author = excluded.author, rating = excluded.rating, title = excluded.title, body = excluded.body,
 		language = excluded.language, url = excluded.url, version = excluded.version, deleted = excluded.deleted,
 		content_hash = excluded.content_hash, source_updated_at = excluded.source_updated_at,
 		ingested_at = excluded.ingested_at, accepted_at = excluded.accepted_at, committed_at = excluded.committed_at
-	WHERE ` + guard + `
-	RETURNING r.id, r.movie_id, r.deleted
-)
-SELECT w.id, COALESCE(w.movie_id, ''), w.deleted, COALESCE(p.movie_id, ''), COALESCE(p.deleted, true)
-FROM written w LEFT JOIN prev p ON p.id = w.id`
+	WHERE ` + strings.ReplaceAll(guard, "u.", "excluded.")
 
-const unnestInput = `WITH input (id, provider, external_id, movie_id, author, rating, title, body, language, url,
-		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at) AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[],
+const unnestInput = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::bigint[], $12::boolean[], $13::text[], $14::timestamptz[],
-		$15::timestamptz[], $16::timestamptz[])
-),`
+		$15::timestamptz[], $16::timestamptz[], $17::boolean[])
+	AS u (id, provider, external_id, movie_id, author, rating, title, body, language, url,
+		version, deleted, content_hash, source_updated_at, ingested_at, accepted_at, existing)`
 
-const copyInput = `WITH input AS (SELECT * FROM sink_input),`
+const copyInput = `sink_staging AS u`
+
+// Statements are built once: [copy] for the inputs, [onConflict] for the
+// INSERT.
+var (
+	insertStatements = func() (m [2][2]string) {
+		for i, input := range []string{unnestInput, copyInput} {
+			m[i][0] = fmt.Sprintf(insertSQL, input, "")
+			m[i][1] = fmt.Sprintf(insertSQL, input, onConflict)
+		}
+		return m
+	}()
+	updateStatements = [2]string{fmt.Sprintf(updateSQL, unnestInput), fmt.Sprintf(updateSQL, copyInput)}
+)
 
 var stagingColumns = []string{"id", "provider", "external_id", "movie_id", "author", "rating", "title", "body",
-	"language", "url", "version", "deleted", "content_hash", "source_updated_at", "ingested_at", "accepted_at"}
+	"language", "url", "version", "deleted", "content_hash", "source_updated_at", "ingested_at", "accepted_at", "existing"}
 
-const createStaging = `CREATE TEMP TABLE IF NOT EXISTS sink_input (
+const createStaging = `CREATE TEMP TABLE IF NOT EXISTS sink_staging (
 	id text, provider text, external_id text, movie_id text, author text, rating smallint, title text, body text,
 	language text, url text, version bigint, deleted boolean, content_hash text, source_updated_at timestamptz,
-	ingested_at timestamptz, accepted_at timestamptz) ON COMMIT DELETE ROWS`
+	ingested_at timestamptz, accepted_at timestamptz, existing boolean) ON COMMIT DELETE ROWS`
 
+// merge writes the changes (one per id) that win against their stored
+// rows and returns the rows it wrote.
 func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Written, error) {
 	if len(cs) == 0 {
 		return nil, nil
 	}
-	var (
-		rows pgx.Rows
-		err  error
-	)
-	if s.copyFrom > 0 && len(cs) >= s.copyFrom {
+	ids := make([]string, len(cs))
+	for i := range cs {
+		ids[i] = cs[i].Review.ID
+	}
+	rows, err := tx.Query(ctx, readSQL, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read reviews: %w", err)
+	}
+	prev := make(map[string]stored, len(cs))
+	for rows.Next() {
+		var (
+			id string
+			r  stored
+		)
+		if err := rows.Scan(&id, &r.movie, &r.version, &r.deleted, &r.hash); err != nil {
+			return nil, fmt.Errorf("read reviews: %w", err)
+		}
+		prev[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read reviews: %w", err)
+	}
+	s.stepped("read")
+	return s.write(ctx, tx, cs, prev, false)
+}
+
+// toSend returns the changes that win against prev (the rows as read):
+// those without a row (to insert) and those with one (to update).
+func toSend(cs []batch.Change, prev map[string]stored) (ins, upd []batch.Change) {
+	for i := range cs {
+		p, ok := prev[cs[i].Review.ID]
+		switch {
+		case !ok:
+			ins = append(ins, cs[i])
+		case wins(&cs[i], p):
+			upd = append(upd, cs[i])
+		}
+		// else it loses to the stored row: stale or a resend
+	}
+	return ins, upd
+}
+
+// write writes the changes that win against prev (the rows as read;
+// missing: none) and returns the rows written.
+//
+// The ids that had no row are inserted with a plain INSERT: a review's
+// rows are written only by the transaction holding its partition's offset
+// row, which read them, so none can have appeared since. Should one have
+// all the same (the topic's partitions were increased and a key now lands
+// in another partition, while the old one still drains), the INSERT fails
+// with a unique violation: the write is rolled back to a savepoint and
+// done again with ON CONFLICT and the guard (safe = true), exactly as
+// before. Likewise a change that won against its row as read but was not
+// written by the UPDATE (a greater change was stored since, or the row went
+// away, which nothing does) is sent again, safe: the guard decides.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev map[string]stored, safe bool) ([]Written, error) {
+	ins, upd := toSend(cs, prev)
+	if len(ins)+len(upd) == 0 {
+		return nil, nil
+	}
+	if !safe {
+		if _, err := tx.Exec(ctx, "SAVEPOINT sink_merge"); err != nil {
+			return nil, fmt.Errorf("merge reviews: %w", err)
+		}
+		s.stepped("savepoint")
+	}
+	conflict := 0
+	if safe {
+		conflict = 1
+	}
+	out, err := s.send(ctx, tx, ins, upd, prev, conflict)
+	s.stepped("merge")
+	var pg *pgconn.PgError
+	if !safe && errors.As(err, &pg) && pg.Code == "23505" /* unique_violation */ {
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sink_merge"); err != nil {
+			return nil, fmt.Errorf("merge reviews: %w", err)
+		}
+		return s.write(ctx, tx, cs, prev, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]bool, len(out))
+	for _, w := range out {
+		byID[w.ID] = true
+	}
+	var again []batch.Change
+	for _, c := range upd {
+		if !byID[c.Review.ID] {
+			again = append(again, c)
+		}
+	}
+	if len(again) == 0 {
+		return out, nil
+	}
+	more, err := s.write(ctx, tx, again, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, more...), nil
+}
+
+// send inserts ins and updates upd, through COPY or UNNEST, and returns the
+// rows written.
+func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Change, prev map[string]stored, conflict int) ([]Written, error) {
+	n := len(ins) + len(upd)
+	at := func(i int) (*batch.Change, bool) {
+		if i < len(ins) {
+			return &ins[i], false
+		}
+		return &upd[i-len(ins)], true
+	}
+	input, insArgs, updArgs := 0, []any(nil), []any(nil)
+	if s.copyFrom > 0 && n >= s.copyFrom {
 		if _, err := tx.Exec(ctx, createStaging); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_input"}, stagingColumns, pgx.CopyFromSlice(len(cs),
-			func(i int) ([]any, error) { return row(cs[i]), nil })); err != nil {
+		if conflict == 1 {
+			// A second write in the transaction: the staging table may
+			// hold the first one's rows.
+			if _, err := tx.Exec(ctx, "DELETE FROM sink_staging"); err != nil {
+				return nil, fmt.Errorf("empty staging table: %w", err)
+			}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_staging"}, stagingColumns, pgx.CopyFromSlice(n,
+			func(i int) ([]any, error) { c, existing := at(i); return append(row(*c), existing), nil })); err != nil {
 			return nil, fmt.Errorf("copy into staging table: %w", err)
 		}
-		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, copyInput))
+		input = 1
 	} else {
-		rows, err = tx.Query(ctx, fmt.Sprintf(mergeSQL, unnestInput), columns(cs)...)
+		// Each statement binds only its own rows.
+		insArgs = append(columns(ins), make([]bool, len(ins)))
+		updArgs = append(columns(upd), slices.Repeat([]bool{true}, len(upd)))
 	}
-	if err != nil {
+	// Two statements in one round trip: without a CTE over both, neither
+	// materializes the input nor its RETURNING rows.
+	b := &pgx.Batch{}
+	out := make([]Written, 0, n)
+	scan := func(rows pgx.Rows) error {
+		for rows.Next() {
+			var w Written
+			if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted); err != nil {
+				return err
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	}
+	if len(ins) > 0 {
+		b.Queue(insertStatements[input][conflict], insArgs...).Query(scan)
+	}
+	if len(upd) > 0 {
+		b.Queue(updateStatements[input], updArgs...).Query(scan)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
-	byID := make(map[string]*batch.Change, len(cs))
-	for i := range cs {
-		byID[cs[i].Review.ID] = &cs[i]
+	byID := make(map[string]*batch.Change, n)
+	for i := range n {
+		c, _ := at(i)
+		byID[c.Review.ID] = c
 	}
-	var out []Written
-	for rows.Next() {
-		var w Written
-		var prevDeleted bool
-		if err := rows.Scan(&w.ID, &w.MovieID, &w.Deleted, &w.PrevMovie, &prevDeleted); err != nil {
-			return nil, fmt.Errorf("merge reviews: %w", err)
-		}
-		if prevDeleted {
-			w.PrevMovie = ""
+	for i := range out {
+		w := &out[i]
+		if p, ok := prev[w.ID]; ok && !p.deleted {
+			w.PrevMovie = p.movie
 		}
 		if c := byID[w.ID]; c != nil {
 			w.AcceptedAt, w.Repair = c.AcceptedAt, c.Repair
 		}
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
 	return out, nil
 }
