@@ -167,7 +167,7 @@ func (w *worker) Handle(ctx context.Context, msgs []kafka.Message) error {
 	s := w.s
 	now := s.now()
 	s.m.batchSize.Observe(float64(len(msgs)))
-	changes := make([]batch.Change, 0, len(msgs))
+	changes := make([]batch.Write, 0, len(msgs))
 	byOffset := make(map[int64]kafka.Message, len(msgs))
 	var dead []envelope.DeadLetter
 	var reasons []string
@@ -198,7 +198,7 @@ func (w *worker) Handle(ctx context.Context, msgs []kafka.Message) error {
 // refuses (one bad value fails the whole statement) is narrowed down by
 // halving the range until the one record is found, dead-lettered and
 // passed over; the other ranges commit in order.
-func (w *worker) apply(ctx context.Context, pos store.Position, changes []batch.Change, byOffset map[int64]kafka.Message) error {
+func (w *worker) apply(ctx context.Context, pos store.Position, changes []batch.Write, byOffset map[int64]kafka.Message) error {
 	s := w.s
 	start := time.Now()
 	res, err := s.breaker.Execute(func() (store.Result, error) {

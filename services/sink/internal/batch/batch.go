@@ -25,8 +25,8 @@ import (
 	"github.com/reviewpipe/reviewpipe/pkg/review"
 )
 
-// Change is one decoded normalized event, ready to write.
-type Change struct {
+// Write is one decoded normalized event, ready to write.
+type Write struct {
 	// Offset is the record's offset in its partition.
 	Offset int64
 	Review review.Review
@@ -44,12 +44,12 @@ type Change struct {
 }
 
 // Entry is the change's place in the processor's total order.
-func (c Change) Entry() dedupe.Entry {
+func (c Write) Entry() dedupe.Entry {
 	return dedupe.Entry{Version: c.Review.Version, Hash: dedupe.HashOf(c.Hash), Deleted: c.Deleted, Offset: c.Offset}
 }
 
 // Op returns the change's operation.
-func (c Change) Op() review.Op {
+func (c Write) Op() review.Op {
 	if c.Deleted {
 		return review.OpDelete
 	}
@@ -80,17 +80,17 @@ func invalid(reason, format string, args ...any) error {
 
 // Decode decodes and checks one reviews.normalized.v1 record. now fills a
 // missing ingested_at. The error is an *InvalidError.
-func Decode(m kafka.Message, now time.Time) (Change, error) {
+func Decode(m kafka.Message, now time.Time) (Write, error) {
 	var ev review.Event
 	if err := jsonx.Unmarshal(m.Value, &ev); err != nil {
-		return Change{}, invalid(ReasonNotJSON, "value is not a normalized event: %v", err)
+		return Write{}, invalid(ReasonNotJSON, "value is not a normalized event: %v", err)
 	}
 	r := ev.Review
 	if err := check(ev); err != nil {
-		return Change{}, err
+		return Write{}, err
 	}
 	if key := string(m.Key); key != r.ID {
-		return Change{}, invalid(ReasonKeyMismatch, "record key %q is not the review id %q", key, r.ID)
+		return Write{}, invalid(ReasonKeyMismatch, "record key %q is not the review id %q", key, r.ID)
 	}
 	if r.IngestedAt.IsZero() {
 		r.IngestedAt = now
@@ -100,7 +100,7 @@ func Decode(m kafka.Message, now time.Time) (Change, error) {
 		// is shown nowhere.
 		r.SourceUpdatedAt = r.IngestedAt
 	}
-	c := Change{
+	c := Write{
 		Offset:  m.Offset,
 		Review:  r,
 		Deleted: ev.Op == review.OpDelete,
@@ -140,9 +140,9 @@ func check(ev review.Event) error {
 // Collapse keeps, per review id, the greatest change (dedupe order) and
 // returns them in the order of their first appearance, with the number of
 // changes that lost to another of the same id. in is not modified.
-func Collapse(in []Change) (out []Change, superseded int) {
+func Collapse(in []Write) (out []Write, superseded int) {
 	index := make(map[string]int, len(in))
-	out = make([]Change, 0, len(in))
+	out = make([]Write, 0, len(in))
 	for _, c := range in {
 		i, seen := index[c.Review.ID]
 		if !seen {

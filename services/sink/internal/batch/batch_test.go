@@ -85,8 +85,8 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func change(offset int64, op review.Op, r review.Review) Change {
-	return Change{Offset: offset, Review: r, Deleted: op == review.OpDelete, Hash: review.ContentHash(op, r)}
+func change(offset int64, op review.Op, r review.Review) Write {
+	return Write{Offset: offset, Review: r, Deleted: op == review.OpDelete, Hash: review.ContentHash(op, r)}
 }
 
 func TestCollapseKeepsTheGreatestChange(t *testing.T) {
@@ -97,18 +97,18 @@ func TestCollapseKeepsTheGreatestChange(t *testing.T) {
 		hi, lo = y, x
 	}
 	for name, tc := range map[string]struct {
-		in         []Change
+		in         []Write
 		want       map[string]string // id -> title ("" for a delete) of the winner
 		superseded int
 	}{
-		"in order":               {[]Change{change(1, "upsert", a1), change(2, "upsert", a2), change(3, "upsert", a3)}, map[string]string{"generic:a": "three"}, 2},
-		"reordered":              {[]Change{change(1, "upsert", a3), change(2, "upsert", a1), change(3, "upsert", a2)}, map[string]string{"generic:a": "three"}, 2},
-		"duplicates":             {[]Change{change(1, "upsert", a2), change(2, "upsert", a2)}, map[string]string{"generic:a": "two"}, 1},
-		"delete same ver":        {[]Change{change(1, "delete", a2), change(2, "upsert", a2)}, map[string]string{"generic:a": ""}, 1},
-		"upsert over old delete": {[]Change{change(1, "delete", a1), change(2, "upsert", a2)}, map[string]string{"generic:a": "two"}, 1},
-		"tie: greater hash":      {[]Change{change(1, "upsert", lo), change(2, "upsert", hi)}, map[string]string{"generic:b": hi.Title}, 1},
-		"tie, other order":       {[]Change{change(1, "upsert", hi), change(2, "upsert", lo)}, map[string]string{"generic:b": hi.Title}, 1},
-		"two ids":                {[]Change{change(1, "upsert", a1), change(2, "upsert", x)}, map[string]string{"generic:a": "one", "generic:b": "x"}, 0},
+		"in order":               {[]Write{change(1, "upsert", a1), change(2, "upsert", a2), change(3, "upsert", a3)}, map[string]string{"generic:a": "three"}, 2},
+		"reordered":              {[]Write{change(1, "upsert", a3), change(2, "upsert", a1), change(3, "upsert", a2)}, map[string]string{"generic:a": "three"}, 2},
+		"duplicates":             {[]Write{change(1, "upsert", a2), change(2, "upsert", a2)}, map[string]string{"generic:a": "two"}, 1},
+		"delete same ver":        {[]Write{change(1, "delete", a2), change(2, "upsert", a2)}, map[string]string{"generic:a": ""}, 1},
+		"upsert over old delete": {[]Write{change(1, "delete", a1), change(2, "upsert", a2)}, map[string]string{"generic:a": "two"}, 1},
+		"tie: greater hash":      {[]Write{change(1, "upsert", lo), change(2, "upsert", hi)}, map[string]string{"generic:b": hi.Title}, 1},
+		"tie, other order":       {[]Write{change(1, "upsert", hi), change(2, "upsert", lo)}, map[string]string{"generic:b": hi.Title}, 1},
+		"two ids":                {[]Write{change(1, "upsert", a1), change(2, "upsert", x)}, map[string]string{"generic:a": "one", "generic:b": "x"}, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, sup := Collapse(tc.in)

@@ -58,7 +58,7 @@ written AS (
 SELECT w.id, COALESCE(w.movie_id, ''), w.deleted, COALESCE(p.movie_id, ''), COALESCE(p.deleted, true)
 FROM written w LEFT JOIN prev p ON p.id = w.id`
 
-func (s *legacyStore) Apply(ctx context.Context, pos Position, changes []batch.Change) (Result, error) {
+func (s *legacyStore) Apply(ctx context.Context, pos Position, changes []batch.Write) (Result, error) {
 	var res Result
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		res = Result{}
@@ -87,7 +87,7 @@ func (s *legacyStore) Apply(ctx context.Context, pos Position, changes []batch.C
 			if err != nil {
 				return fmt.Errorf("merge reviews: %w", err)
 			}
-			byID := make(map[string]*batch.Change, len(winners))
+			byID := make(map[string]*batch.Write, len(winners))
 			for i := range winners {
 				byID[winners[i].Review.ID] = &winners[i]
 			}

@@ -63,7 +63,7 @@ func summary(r Result) string {
 // randomChange makes a change of one of few keys over few movies: upserts
 // (moving between movies now and then), deletes with and without a movie,
 // versions out of order, same-version variants.
-func randomChange(rng *rand.Rand, keys int) batch.Change {
+func randomChange(rng *rand.Rand, keys int) batch.Write {
 	ext := "k" + strconv.Itoa(rng.IntN(keys))
 	v := int64(1 + rng.IntN(6))
 	movie := fmt.Sprintf("tt%07d", 1+rng.IntN(4))
@@ -97,7 +97,7 @@ func TestMergeMatchesLegacy(t *testing.T) {
 			var next int64
 			for round := range 150 {
 				n := 1 + rng.IntN(25)
-				cs := make([]batch.Change, n)
+				cs := make([]batch.Write, n)
 				for i := range cs {
 					cs[i] = randomChange(rng, 12)
 					cs[i].Offset = next + int64(i)
@@ -186,13 +186,13 @@ func TestMergeFallbacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		// As if the read had found neither a nor b, nor c.
-		ws, err := s.write(ctx, tx, []batch.Change{upsert(pre+"a", "tt0000001", 3, "newer"), upsert(pre+"b", "tt0000001", 1, "older"),
+		ws, err := s.write(ctx, tx, []batch.Write{upsert(pre+"a", "tt0000001", 3, "newer"), upsert(pre+"b", "tt0000001", 1, "older"),
 			upsert(pre+"c", "tt0000002", 1, "new")}, map[string]stored{}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// As if the read had found d, at version 1: it is not there.
-		more, err := s.write(ctx, tx, []batch.Change{upsert(pre+"d", "tt0000002", 2, "gone")},
+		more, err := s.write(ctx, tx, []batch.Write{upsert(pre+"d", "tt0000002", 2, "gone")},
 			map[string]stored{"generic:" + pre + "d": {movie: "tt0000002", version: 1, hash: "0"}}, false)
 		if err != nil {
 			t.Fatal(err)

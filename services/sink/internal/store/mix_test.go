@@ -49,7 +49,7 @@ type mixGen struct {
 type mixKey struct {
 	ext   string
 	movie string
-	top   batch.Change // the greatest change made so far
+	top   batch.Write // the greatest change made so far
 }
 
 var mixText = func() string {
@@ -76,28 +76,28 @@ func (g *mixGen) text(min, max int) string {
 	return mixText[at : at+n]
 }
 
-func (g *mixGen) upsert(k *mixKey, version int64) batch.Change {
+func (g *mixGen) upsert(k *mixKey, version int64) batch.Write {
 	rating := g.rng.IntN(101)
 	r := review.Review{ID: review.Key("generic", k.ext), Provider: "generic", ExternalID: k.ext, MovieID: k.movie,
 		Author: "Reader " + strconv.Itoa(g.rng.IntN(5000)), Rating: &rating, Title: g.text(10, 60),
 		Body: g.text(100, 1500), Language: "en", URL: "https://example.com/r/" + k.ext, Version: version,
 		SourceUpdatedAt: t0.Add(time.Duration(g.n) * time.Second), IngestedAt: t0.Add(time.Duration(g.n)*time.Second + time.Minute)}
-	return batch.Change{Review: r, Hash: review.ContentHash(review.OpUpsert, r), AcceptedAt: t0.Add(time.Duration(g.n) * time.Second)}
+	return batch.Write{Review: r, Hash: review.ContentHash(review.OpUpsert, r), AcceptedAt: t0.Add(time.Duration(g.n) * time.Second)}
 }
 
-func (g *mixGen) delete(k *mixKey, version int64) batch.Change {
+func (g *mixGen) delete(k *mixKey, version int64) batch.Write {
 	r := review.Review{ID: review.Key("generic", k.ext), Provider: "generic", ExternalID: k.ext, Version: version,
 		SourceUpdatedAt: t0.Add(time.Duration(g.n) * time.Second), IngestedAt: t0.Add(time.Duration(g.n)*time.Second + time.Minute)}
 	if g.rng.IntN(2) == 0 {
 		r.MovieID = k.movie
 	}
-	return batch.Change{Review: r, Deleted: true, Hash: review.ContentHash(review.OpDelete, r)}
+	return batch.Write{Review: r, Deleted: true, Hash: review.ContentHash(review.OpDelete, r)}
 }
 
 // next returns the next change: 55 % new keys, 25 % newer versions of a
 // recent key, 5 % deletes, 8 % exact resends, 4 % older versions, 3 %
 // same-version variants.
-func (g *mixGen) next() batch.Change {
+func (g *mixGen) next() batch.Write {
 	g.n++
 	p := g.rng.IntN(100)
 	if p < 55 || len(g.keys) == 0 {
@@ -109,7 +109,7 @@ func (g *mixGen) next() batch.Change {
 	recent := min(len(g.keys), 20000)
 	k := &g.keys[len(g.keys)-1-g.rng.IntN(recent)]
 	v := k.top.Review.Version
-	var c batch.Change
+	var c batch.Write
 	switch {
 	case p < 80:
 		c = g.upsert(k, v+1)
@@ -128,8 +128,8 @@ func (g *mixGen) next() batch.Change {
 	return c
 }
 
-func (g *mixGen) batch(first int64, n int) []batch.Change {
-	cs := make([]batch.Change, n)
+func (g *mixGen) batch(first int64, n int) []batch.Write {
+	cs := make([]batch.Write, n)
 	for i := range cs {
 		cs[i] = g.next()
 		cs[i].Offset = first + int64(i)
@@ -138,7 +138,7 @@ func (g *mixGen) batch(first int64, n int) []batch.Change {
 }
 
 type batchApplier interface {
-	Apply(ctx context.Context, pos Position, changes []batch.Change) (Result, error)
+	Apply(ctx context.Context, pos Position, changes []batch.Write) (Result, error)
 }
 
 // impls are the write paths BenchmarkApplyMix compares: legacy is the

@@ -106,7 +106,7 @@ func TestProfileCurrent(t *testing.T) {
 		prev[id] = r
 	}
 	ins, upd := toSend(winners, prev)
-	send := append(append([]batch.Change(nil), ins...), upd...)
+	send := append(append([]batch.Write(nil), ins...), upd...)
 	t.Logf("%d after collapse, %d sent, %d existing", len(winners), len(send), len(prev))
 	explain(t, tx, "insert", insertStatements[0][0], append(columns(ins), make([]bool, len(ins)))...)
 	explain(t, tx, "update", updateStatements[0], append(columns(upd), slices.Repeat([]bool{true}, len(upd)))...)

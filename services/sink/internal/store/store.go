@@ -110,7 +110,7 @@ func (s *Store) NextOffset(ctx context.Context, consumer, topic string, partitio
 // pos.Next as the partition's next offset in one transaction. Records below
 // the stored offset are skipped, so a batch handed twice is applied once.
 // It returns an error, and changes nothing, when the transaction fails.
-func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Change) (Result, error) {
+func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Write) (Result, error) {
 	var res Result
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		res = Result{}
@@ -193,7 +193,7 @@ type stored struct {
 
 // wins reports whether c is greater than the stored row s in the guard's
 // order (Go compares strings bytewise, as COLLATE "C").
-func wins(c *batch.Change, s stored) bool {
+func wins(c *batch.Write, s stored) bool {
 	v := c.Review.Version
 	return v > s.version ||
 		(v == s.version && c.Deleted && !s.deleted) ||
@@ -274,7 +274,7 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS sink_staging (
 
 // merge writes the changes (one per id) that win against their stored
 // rows and returns the rows it wrote.
-func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Written, error) {
+func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Write) ([]Written, error) {
 	if len(cs) == 0 {
 		return nil, nil
 	}
@@ -306,7 +306,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Change) ([]Writ
 
 // toSend returns the changes that win against prev (the rows as read):
 // those without a row (to insert) and those with one (to update).
-func toSend(cs []batch.Change, prev map[string]stored) (ins, upd []batch.Change) {
+func toSend(cs []batch.Write, prev map[string]stored) (ins, upd []batch.Write) {
 	for i := range cs {
 		p, ok := prev[cs[i].Review.ID]
 		switch {
@@ -333,7 +333,7 @@ func toSend(cs []batch.Change, prev map[string]stored) (ins, upd []batch.Change)
 // before. Likewise a change that won against its row as read but was not
 // written by the UPDATE (a greater change was stored since, or the row went
 // away, which nothing does) is sent again, safe: the guard decides.
-func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev map[string]stored, safe bool) ([]Written, error) {
+func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Write, prev map[string]stored, safe bool) ([]Written, error) {
 	ins, upd := toSend(cs, prev)
 	if len(ins)+len(upd) == 0 {
 		return nil, nil
@@ -364,7 +364,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 	for _, w := range out {
 		byID[w.ID] = true
 	}
-	var again []batch.Change
+	var again []batch.Write
 	for _, c := range upd {
 		if !byID[c.Review.ID] {
 			again = append(again, c)
@@ -382,9 +382,9 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Change, prev ma
 
 // send inserts ins and updates upd, through COPY or UNNEST, and returns the
 // rows written.
-func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Change, prev map[string]stored, conflict int) ([]Written, error) {
+func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Write, prev map[string]stored, conflict int) ([]Written, error) {
 	n := len(ins) + len(upd)
-	at := func(i int) (*batch.Change, bool) {
+	at := func(i int) (*batch.Write, bool) {
 		if i < len(ins) {
 			return &ins[i], false
 		}
@@ -435,7 +435,7 @@ func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Change, pr
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("merge reviews: %w", err)
 	}
-	byID := make(map[string]*batch.Change, n)
+	byID := make(map[string]*batch.Write, n)
 	for i := range n {
 		c, _ := at(i)
 		byID[c.Review.ID] = c
@@ -452,7 +452,7 @@ func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Change, pr
 	return out, nil
 }
 
-func row(c batch.Change) []any {
+func row(c batch.Write) []any {
 	r := c.Review
 	var rating *int16
 	if r.Rating != nil {
@@ -471,7 +471,7 @@ func row(c batch.Change) []any {
 		r.Version, c.Deleted, c.Hash, r.SourceUpdatedAt, r.IngestedAt, accepted}
 }
 
-func columns(cs []batch.Change) []any {
+func columns(cs []batch.Write) []any {
 	n := len(cs)
 	var (
 		ids, providers, externals, movies, authors = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)

@@ -21,19 +21,19 @@ import (
 
 var t0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
-func upsert(ext, movie string, version int64, title string) batch.Change {
+func upsert(ext, movie string, version int64, title string) batch.Write {
 	rating := int(version*7) % 101
 	r := review.Review{ID: review.Key("generic", ext), Provider: "generic", ExternalID: ext, MovieID: movie,
 		Author: "Ann", Rating: &rating, Title: title, Body: "body of " + title, Language: "en",
 		URL: "https://example.com/" + ext, Version: version, SourceUpdatedAt: t0.Add(time.Duration(version) * time.Minute),
 		IngestedAt: t0.Add(time.Hour)}
-	return batch.Change{Review: r, Hash: review.ContentHash(review.OpUpsert, r), AcceptedAt: time.Now()}
+	return batch.Write{Review: r, Hash: review.ContentHash(review.OpUpsert, r), AcceptedAt: time.Now()}
 }
 
-func del(ext, movie string, version int64) batch.Change {
+func del(ext, movie string, version int64) batch.Write {
 	r := review.Review{ID: review.Key("generic", ext), Provider: "generic", ExternalID: ext, MovieID: movie,
 		Version: version, SourceUpdatedAt: t0.Add(time.Duration(version) * time.Minute), IngestedAt: t0.Add(time.Hour)}
-	return batch.Change{Review: r, Deleted: true, Hash: review.ContentHash(review.OpDelete, r)}
+	return batch.Write{Review: r, Deleted: true, Hash: review.ContentHash(review.OpDelete, r)}
 }
 
 // applier applies batches at consecutive offsets of one partition.
@@ -44,9 +44,9 @@ type applier struct {
 	next      int64
 }
 
-func (a *applier) apply(cs ...batch.Change) Result {
+func (a *applier) apply(cs ...batch.Write) Result {
 	a.t.Helper()
-	cs = append([]batch.Change(nil), cs...)
+	cs = append([]batch.Write(nil), cs...)
 	pos := Position{Consumer: "sink", Topic: "normalized", Partition: a.partition, First: a.next, Next: a.next + int64(len(cs))}
 	for i := range cs {
 		cs[i].Offset = a.next + int64(i)
@@ -98,7 +98,7 @@ func TestApplySettlesOnTheGreatestChange(t *testing.T) {
 	for p, method := range methods {
 		t.Run(method.name, func(t *testing.T) {
 			prefix := method.name + "-"
-			var all []batch.Change
+			var all []batch.Write
 			for i := range 40 {
 				ext := prefix + strconv.Itoa(i)
 				for v := int64(1); v <= 4; v++ {
@@ -111,14 +111,14 @@ func TestApplySettlesOnTheGreatestChange(t *testing.T) {
 					all = append(all, del(ext, "", int64(2+rng.IntN(3))))
 				}
 			}
-			want := map[string]batch.Change{}
+			want := map[string]batch.Write{}
 			for _, c := range all {
 				if w, ok := want[c.Review.ID]; !ok || c.Entry().Compare(w.Entry()) > 0 {
 					want[c.Review.ID] = c
 				}
 			}
 			// Every change twice, shuffled, in batches of random size.
-			stream := append(append([]batch.Change(nil), all...), all...)
+			stream := append(append([]batch.Write(nil), all...), all...)
 			rng.Shuffle(len(stream), func(i, j int) { stream[i], stream[j] = stream[j], stream[i] })
 			a := &applier{t: t, s: New(st.DB, method.copyFrom), partition: p}
 			written := 0
@@ -151,7 +151,7 @@ func TestApplySettlesOnTheGreatestChange(t *testing.T) {
 func TestApplySkipsOffsetsAlreadyApplied(t *testing.T) {
 	st := testenv.New(t)
 	s := New(st.DB, 0)
-	cs := make([]batch.Change, 10)
+	cs := make([]batch.Write, 10)
 	for i := range cs {
 		cs[i] = upsert("r"+strconv.Itoa(i), "tt0000002", 1, "t")
 		cs[i].Offset = int64(i)
@@ -168,7 +168,7 @@ func TestApplySkipsOffsetsAlreadyApplied(t *testing.T) {
 	}
 	// A batch straddling the stored offset: only the new part counts, even
 	// a newer version of an already applied offset's review.
-	more := []batch.Change{upsert("r8", "tt0000002", 2, "x"), upsert("r9", "tt0000002", 2, "x"), upsert("r10", "tt0000002", 1, "t")}
+	more := []batch.Write{upsert("r8", "tt0000002", 2, "x"), upsert("r9", "tt0000002", 2, "x"), upsert("r10", "tt0000002", 1, "t")}
 	for i := range more {
 		more[i].Offset = int64(8 + i)
 	}
@@ -271,11 +271,11 @@ func TestNotifiesOnlyOnCommit(t *testing.T) {
 	bad := upsert("n2", "tt0000005", 1, "bad")
 	r := 200
 	bad.Review.Rating = &r
-	if _, err := s.Apply(ctx, Position{Consumer: "sink", Topic: "n", First: 0, Next: 1}, []batch.Change{bad}); err == nil {
+	if _, err := s.Apply(ctx, Position{Consumer: "sink", Topic: "n", First: 0, Next: 1}, []batch.Write{bad}); err == nil {
 		t.Fatal("a rating of 200 was stored")
 	}
 	good := upsert("n1", "tt0000005", 1, "good")
-	if _, err := s.Apply(ctx, Position{Consumer: "sink", Topic: "n", First: 0, Next: 1}, []batch.Change{good}); err != nil {
+	if _, err := s.Apply(ctx, Position{Consumer: "sink", Topic: "n", First: 0, Next: 1}, []batch.Write{good}); err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -360,7 +360,7 @@ func BenchmarkApply(b *testing.B) {
 					var next int64
 					b.ReportAllocs()
 					for i := 0; b.Loop(); i++ {
-						cs := make([]batch.Change, size)
+						cs := make([]batch.Write, size)
 						for j := range cs {
 							ext := prefix + strconv.Itoa(j)
 							v := int64(i + 1)
