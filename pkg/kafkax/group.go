@@ -30,6 +30,9 @@ type Assignment struct {
 	// Committed is the group's committed offset, or kafka.FirstOffset when
 	// the group has none.
 	Committed int64
+	// Generation is the group generation this member holds the partition
+	// in; every partition of one generation is given up together.
+	Generation int32
 }
 
 // OpenFunc prepares a worker for a newly assigned partition, before any of
@@ -140,7 +143,7 @@ func RunGroup(ctx context.Context, cfg GroupConfig, open OpenFunc) error {
 		log.Info("consumer group: partitions assigned", zap.String("group", cfg.GroupID),
 			zap.Int32("generation", gen.ID), zap.Ints("partitions", ids))
 		for _, p := range parts {
-			a := Assignment{Topic: cfg.Topic, Partition: p.ID, Committed: p.Offset}
+			a := Assignment{Topic: cfg.Topic, Partition: p.ID, Committed: p.Offset, Generation: gen.ID}
 			gen.Start(func(gctx context.Context) {
 				runPartition(gctx, cfg, log, a, open, commit)
 			})

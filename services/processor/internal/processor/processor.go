@@ -106,9 +106,10 @@ type Writers struct {
 	Changelog Writer
 }
 
-// Outputs makes the writers of one partition's worker, and a function that
-// closes them. The processor calls it when a partition is assigned and
-// calls the close when the partition is given up; the close must return
+// Outputs makes the writers one group generation's workers share, and a
+// function that closes them. The processor calls it when the generation's
+// first partition is assigned and calls the close when its last partition
+// is given up (a rebalance ends them together); the close must return
 // only once every record handed to the writers was acknowledged or failed
 // (kafka.Writer.Close does). That is how a member that loses a partition
 // stops writing for it before the next owner restores it: see Run.
@@ -157,6 +158,61 @@ type Processor struct {
 	// successor.
 	mu     sync.Mutex
 	owners map[int]*worker
+	// gens are the writers of each generation this member holds
+	// partitions in, shared by its workers (generationOutputs).
+	gens map[int32]*generationOutputs
+}
+
+// generationOutputs are the writers one generation's workers share, with
+// how many workers still use them.
+type generationOutputs struct {
+	w     Writers
+	close func() error
+	refs  int
+}
+
+// generationOutputs returns the writers of generation gen, made with
+// p.outputs by its first worker. Sharing them, the workers' concurrent
+// writes go out together (kafkax.EagerWriter gathers them): one produce
+// request per partition for all of them, not one per worker.
+func (p *Processor) generationOutputs(gen int32) Writers {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.gens[gen]
+	if g == nil {
+		w, closeW := p.outputs()
+		g = &generationOutputs{w: w, close: closeW}
+		p.gens[gen] = g
+	}
+	g.refs++
+	return g.w
+}
+
+// releaseOutputs drops a worker's use of its generation's writers; the
+// last worker of the generation closes them, which returns once every
+// record handed to them was acknowledged or failed. kafka-go rejoins the
+// group only after every worker of the generation returned, so the last
+// one's close is done before the next owner of any of its partitions
+// restores (Run).
+func (p *Processor) releaseOutputs(gen int32, log *zap.Logger) {
+	p.mu.Lock()
+	g := p.gens[gen]
+	if g == nil { // a worker made without generationOutputs (tests)
+		p.mu.Unlock()
+		return
+	}
+	g.refs--
+	last := g.refs == 0
+	if last {
+		delete(p.gens, gen)
+	}
+	p.mu.Unlock()
+	if !last {
+		return
+	}
+	if err := g.close(); err != nil {
+		log.Warn("closing the generation's writers", zap.Error(err))
+	}
 }
 
 // New returns a processor whose partition workers write through the
@@ -168,7 +224,8 @@ func New(cfg Config, adapters *provider.Registry, outputs Outputs, log *zap.Logg
 	if outputs == nil {
 		return nil, errors.New("processor: no outputs")
 	}
-	p := &Processor{cfg: cfg, adapters: adapters, outputs: outputs, log: log, m: newMetrics(reg), now: time.Now, owners: map[int]*worker{}}
+	p := &Processor{cfg: cfg, adapters: adapters, outputs: outputs, log: log, m: newMetrics(reg), now: time.Now,
+		owners: map[int]*worker{}, gens: map[int32]*generationOutputs{}}
 	for _, name := range append(adapters.Names(), providerUnknown) {
 		p.m.in.WithLabelValues(name)
 		for _, d := range decisionLabels() {
@@ -182,9 +239,9 @@ func New(cfg Config, adapters *provider.Registry, outputs Outputs, log *zap.Logg
 // then, or an error when the topics are missing or not co-partitioned. It
 // blocks.
 //
-// Each partition's worker has its own writers for as long as this member
-// holds the partition. When a rebalance takes it away, the worker closes
-// them before RunGroup lets the member rejoin, and a new generation (so the
+// The workers of one generation share writers (generationOutputs), and
+// the last of them closes them when a rebalance ends the generation, before
+// RunGroup lets the member rejoin, and a new generation (so the
 // next owner's restore) cannot start before every member rejoined or the
 // rebalance timeout passed: the records of the old owner's last batch are
 // in the changelog before the next owner reads it, or were never written.
@@ -241,16 +298,16 @@ func (p *Processor) open(ctx context.Context, a kafkax.Assignment) (kafkax.Worke
 	p.m.restore.Observe(took.Seconds())
 	p.log.Info("partition state restored", zap.Int("partition", a.Partition), zap.Int("changelog_records", n),
 		zap.Int("keys", store.Len()), zap.Duration("took", took), zap.Int64("start_offset", a.Committed))
-	out, closeOut := p.outputs()
+	out := p.generationOutputs(a.Generation)
 	w := &worker{
-		p:         p,
-		partition: a.Partition,
-		out:       out,
-		closeOut:  closeOut,
-		store:     store,
-		overlay:   dedupe.NewOverlay(store),
-		confirmed: a.Committed,
-		log:       p.log.With(zap.Int("partition", a.Partition)),
+		p:          p,
+		partition:  a.Partition,
+		generation: a.Generation,
+		out:        out,
+		store:      store,
+		overlay:    dedupe.NewOverlay(store),
+		confirmed:  a.Committed,
+		log:        p.log.With(zap.Int("partition", a.Partition)),
 	}
 	p.mu.Lock()
 	p.owners[a.Partition] = w
@@ -264,11 +321,12 @@ func (p *Processor) open(ctx context.Context, a kafkax.Assignment) (kafkax.Worke
 type worker struct {
 	p         *Processor
 	partition int
-	// out are this worker's own writers; closeOut closes them.
-	out      Writers
-	closeOut func() error
-	store    dedupe.Store
-	overlay  *dedupe.Overlay
+	// generation is the group generation the worker holds its partition
+	// in; out are the writers its generation's workers share.
+	generation int32
+	out        Writers
+	store      dedupe.Store
+	overlay    *dedupe.Overlay
 	// confirmed is the input offset below which every output is known to
 	// be written: the committed offset at assignment, then the offset
 	// after the last handled batch.
@@ -352,9 +410,7 @@ func (w *worker) gauge() {
 // acknowledged or failed, and its state is dropped (the next owner
 // restores it from the changelog).
 func (w *worker) Close() {
-	if err := w.closeOut(); err != nil {
-		w.log.Warn("closing the partition's writers", zap.Error(err))
-	}
+	w.p.releaseOutputs(w.generation, w.log)
 	w.p.mu.Lock()
 	if w.p.owners[w.partition] == w {
 		delete(w.p.owners, w.partition)
