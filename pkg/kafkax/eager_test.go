@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -79,34 +78,7 @@ func TestEagerWriterGathersConcurrentWrites(t *testing.T) {
 // earlier round hangs is answered with its context's error and never sent;
 // Close waits for the hung round and then returns.
 func TestEagerWriterDropsAbandonedWrites(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // held open, never answered
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	w := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: []string{ln.Addr().String()}, Topic: "hung",
+	w := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: []string{testenv.Blackhole(t)}, Topic: "hung",
 		WriteTimeout: time.Second, MaxAttempts: 1})
 
 	first := make(chan error, 1)

@@ -389,38 +389,6 @@ func TestRefreshGlobalRate(t *testing.T) {
 	}
 }
 
-// blackhole is a "broker" that accepts connections and never answers, as
-// a hung Kafka does.
-func blackhole(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // docs/contract.md §8: a slow or absent Kafka never delays reads. Refreshes wait on
 // a Kafka that hangs (or refuses connections) while the pool has two
 // connections; reads answer promptly all the while, and the refreshes end
@@ -431,7 +399,7 @@ func TestReadsAnswerWhileRefreshKafkaIsSlow(t *testing.T) {
 		name, broker string
 		hangs        bool // else kafka-go fails at once (connection refused)
 	}{
-		{"hung", blackhole(t), true},
+		{"hung", testenv.Blackhole(t), true},
 		{"down", testenv.FreeAddr(t), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
