@@ -117,8 +117,10 @@ type Outputs func() (Writers, func() error)
 
 // Output writers give up a batch after at most outputAttempts produce
 // requests of outputWriteTimeout each (and kafka-go's backoff of at most
-// 500ms between them), so that closing a partition's writers returns
-// within the consumer group's rebalance timeout.
+// 500ms between them), so that closing a generation's writers (each with at
+// most one round in flight: a round's writes whose caller gave up are
+// dropped, kafkax.EagerWriter) returns within the consumer group's
+// rebalance timeout.
 const (
 	outputWriteTimeout = 4 * time.Second
 	outputAttempts     = 2
@@ -139,7 +141,16 @@ func NewWriters(brokers []string, names kafkax.Names) (Writers, func() error) {
 	cl := kafkax.NewEagerWriter(cfg(kafkax.TopicProcessorState))
 	cl.Writer().Balancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int { return m.Partition })
 	return Writers{Normalized: norm, DLQ: dlq, Changelog: cl}, func() error {
-		return errors.Join(norm.Close(), dlq.Close(), cl.Close())
+		// At the same time, so that the close takes as long as the
+		// slowest writer's, not the three one after another: that is
+		// what the bound below is for.
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i, w := range []*kafkax.EagerWriter{norm, dlq, cl} {
+			wg.Go(func() { errs[i] = w.Close() })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
 	}
 }
 

@@ -99,7 +99,7 @@ func TestDeadLetterMessage(t *testing.T) {
 	}
 }
 
-// A partition's writers close within the group's rebalance timeout even
+// A generation's writers close within the group's rebalance timeout even
 // when every produce request times out: kafka-go tries a batch
 // outputAttempts times, each bounded by outputWriteTimeout, with at most
 // 500ms of backoff between (kafkax.NewWriter), so the next owner's restore
@@ -107,7 +107,7 @@ func TestDeadLetterMessage(t *testing.T) {
 func TestOutputWritersCloseWithinTheRebalanceTimeout(t *testing.T) {
 	worst := outputAttempts*outputWriteTimeout + (outputAttempts-1)*500*time.Millisecond
 	if worst >= kafkax.RebalanceTimeout {
-		t.Fatalf("a partition's writers may take %v to close, not under the rebalance timeout of %v", worst, kafkax.RebalanceTimeout)
+		t.Fatalf("a generation's writers may take %v to close, not under the rebalance timeout of %v", worst, kafkax.RebalanceTimeout)
 	}
 	w, closeWriters := NewWriters([]string{"127.0.0.1:9"}, kafkax.Names{})
 	defer closeWriters()
