@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -11,7 +12,11 @@ import (
 // EagerWriter sends a write at once when none of its own is in flight, and
 // gathers the writes that come while one is into the next request: a
 // record on a quiet path waits for no timer, and under load requests grow
-// with the load (group commit). It wraps a kafka.Writer whose BatchTimeout
+// with the load (group commit). From writerBusyRate writes per second on
+// (pace.go) a round also waits up to busyLinger from its first write, so
+// that at the maximum requests are as large as a linger makes them; below
+// a quarter of that rate, or after half a second with no write, it sends
+// at once again. It wraps a kafka.Writer whose BatchTimeout
 // is near zero (NewEagerWriter), so that one call to it is one produce
 // request per partition.
 //
@@ -30,6 +35,7 @@ type EagerWriter struct {
 	running bool
 	closed  bool
 	idle    *sync.Cond // signalled when running turns false
+	pace    *pace      // of the writes; busy, a round lingers
 	stats   EagerStats
 }
 
@@ -42,6 +48,8 @@ type EagerStats struct {
 	// Dropped is how many writes were never sent because their caller had
 	// given up before their round began.
 	Dropped uint64
+	// Lingered is how many rounds waited for more writes (busy pace).
+	Lingered uint64
 }
 
 // Stats returns the counts so far.
@@ -52,6 +60,7 @@ func (e *EagerWriter) Stats() EagerStats {
 }
 
 type eagerWrite struct {
+	at   time.Time // queued
 	ctx  context.Context
 	msgs []kafka.Message
 	done chan error // buffered: the round never blocks on a caller
@@ -77,7 +86,7 @@ const eagerBatchTimeout = 1000 // nanoseconds
 // WrapEager returns an EagerWriter over w, which it owns and closes. w's
 // BatchTimeout should be near zero.
 func WrapEager(w *kafka.Writer) *EagerWriter {
-	e := &EagerWriter{w: w}
+	e := &EagerWriter{w: w, pace: newWriterPace(time.Now())}
 	e.idle = sync.NewCond(&e.mu)
 	return e
 }
@@ -90,12 +99,15 @@ func (e *EagerWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 	if len(msgs) == 0 {
 		return nil
 	}
-	ew := &eagerWrite{ctx: ctx, msgs: msgs, done: make(chan error, 1)}
+	now := time.Now()
+	ew := &eagerWrite{at: now, ctx: ctx, msgs: msgs, done: make(chan error, 1)}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
 		return ErrWriterClosed
 	}
+	e.pace.arrived(now)
+	e.pace.count(1, now)
 	e.queue = append(e.queue, ew)
 	e.stats.Writes++
 	if !e.running {
@@ -111,19 +123,30 @@ func (e *EagerWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 	}
 }
 
-// run sends rounds until the queue is empty.
+// run sends rounds until the queue is empty. While the pace is busy, a
+// round starts busyLinger after its first write, unless that has passed
+// already (the previous round took longer).
 func (e *EagerWriter) run() {
+	lingered := false
 	for {
 		e.mu.Lock()
-		round := e.queue
-		e.queue = nil
-		if len(round) == 0 {
+		if len(e.queue) == 0 {
 			e.running = false
 			e.idle.Broadcast()
 			e.mu.Unlock()
 			return
 		}
+		if wait := time.Until(e.queue[0].at.Add(e.pace.linger())); wait > 0 && !lingered && !e.closed {
+			e.stats.Lingered++
+			e.mu.Unlock()
+			time.Sleep(wait)
+			lingered = true
+			continue
+		}
+		round := e.queue
+		e.queue = nil
 		e.mu.Unlock()
+		lingered = false
 		e.send(round)
 	}
 }

@@ -73,6 +73,66 @@ func TestEagerWriterGathersConcurrentWrites(t *testing.T) {
 	t.Logf("%+v", s)
 }
 
+// TestEagerWriterLingersOnlyWhenBusy: writers that keep it busy (thousands
+// of writes per second) get rounds that wait for more writes and carry
+// many each; after half a second with no write, the next write goes out
+// at once again, without a linger.
+func TestEagerWriterLingersOnlyWhenBusy(t *testing.T) {
+	st := testenv.New(t)
+	w := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: st.Brokers, Topic: st.Topic(kafkax.TopicNormalized)})
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	const writers = 16
+	begin := time.Now()
+	stop := begin.Add(1500 * time.Millisecond)
+	var warm kafkax.EagerStats // once the pace had a window to turn busy
+	var warmOnce sync.Once
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			for j := 0; time.Now().Before(stop); j++ {
+				if time.Since(begin) > 700*time.Millisecond {
+					warmOnce.Do(func() { warm = w.Stats() })
+				}
+				if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(fmt.Sprintf("busy-%d-%d", i, j)), Value: []byte("b")}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	busy := w.Stats()
+	writes, rounds := busy.Writes-warm.Writes, busy.Rounds-warm.Rounds
+	t.Logf("from 0.7 s to 1.5 s: %d writes in %d rounds (%.1f per round), %d lingered", writes, rounds,
+		float64(writes)/float64(rounds), busy.Lingered-warm.Lingered)
+	// Lingering, a round waits until nearly every writer has written again
+	// (group commit alone gives about half of them: the other half waits
+	// on the round in flight).
+	if busy.Lingered == warm.Lingered || writes < 10*rounds {
+		t.Fatalf("busy writes: %d in %d rounds, %d lingered; want lingering rounds of 10 writes or more on average",
+			writes, rounds, busy.Lingered-warm.Lingered)
+	}
+
+	time.Sleep(600 * time.Millisecond)
+	start := time.Now()
+	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("after-pause"), Value: []byte("q")}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if s := w.Stats(); s.Lingered != busy.Lingered || s.Rounds != busy.Rounds+1 {
+		t.Fatalf("the write after a pause: %+v (before it %+v), want its own round without a linger", s, busy)
+	}
+	t.Logf("the write after the pause took %v", took)
+}
+
 // TestEagerWriterDropsAbandonedWrites: against a broker that accepts
 // connections and never answers, a write whose caller gives up while an
 // earlier round hangs is answered with its context's error and never sent;

@@ -57,4 +57,24 @@ func TestPace(t *testing.T) {
 	if l := newPace(GroupConfig{Linger: 20 * time.Millisecond}, t0).linger(); l != 20*time.Millisecond {
 		t.Fatalf("linger with GroupConfig.Linger: %v", l)
 	}
+	// Busy, a pause of a window in the middle of one: the next arrival is
+	// quiet, and the busy records before the pause do not count into the
+	// new window.
+	r := newPace(GroupConfig{}, t0)
+	if r.count(200, at(500)); !r.busy {
+		t.Fatal("400/s did not turn the pace busy")
+	}
+	r.count(150, at(700))
+	r.arrived(at(1300))
+	if r.count(1, at(1300)); r.busy || r.linger() != 0 {
+		t.Fatal("an arrival after a pause within a busy window lingers")
+	}
+	// A writer's pace turns busy at writerBusyRate, over writes.
+	wp := newWriterPace(t0)
+	if wp.count(int(writerBusyRate/2)-1, at(500)); wp.busy {
+		t.Fatal("a writer just under writerBusyRate turned busy")
+	}
+	if wp.count(int(writerBusyRate/2), at(1000)); !wp.busy || wp.linger() != busyLinger {
+		t.Fatal("a writer at writerBusyRate did not turn busy")
+	}
 }
