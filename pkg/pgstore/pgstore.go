@@ -29,9 +29,20 @@ const migrationLock = 0x7265766965770001
 // Open returns a pool for url with at most maxConns connections (0: pgx's
 // default) and checks that the server answers. The caller closes the pool.
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	return OpenWith(ctx, url, maxConns, nil)
+}
+
+// OpenWith is Open with session settings (name: value, as SET takes them)
+// sent at connection start, so that every connection of the pool, also one
+// opened again after a failure, has them before its first statement.
+// Settings in DATABASE_URL or PGOPTIONS of the same name are overridden.
+func OpenWith(ctx context.Context, url string, maxConns int32, settings map[string]string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL is not a PostgreSQL URL: %w", err)
+	}
+	for k, v := range settings {
+		cfg.ConnConfig.RuntimeParams[k] = v
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns

@@ -53,7 +53,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 	if err != nil {
 		return err
 	}
-	db, err := pgstore.Open(ctx, common.DatabaseURL, 8)
+	db, err := pgstore.OpenWith(ctx, common.DatabaseURL, 8, store.KeyedPlans)
 	if err != nil {
 		return err
 	}
