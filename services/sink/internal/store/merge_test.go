@@ -91,8 +91,8 @@ func TestMergeMatchesLegacy(t *testing.T) {
 		t.Run(method.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 3))
 			ctx := context.Background()
-			oldDB, _ := mixDB(t, schemaBefore0011)
-			newDB, _ := mixDB(t, "")
+			oldDB, _ := mixDB(t, schemaBefore0011, nil)
+			newDB, _ := mixDB(t, "", KeyedPlans)
 			old, cur := &legacyStore{db: oldDB}, New(newDB, method.copyFrom)
 			var next int64
 			for round := range 150 {

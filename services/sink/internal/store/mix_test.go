@@ -145,12 +145,13 @@ type batchApplier interface {
 // sink before the cheaper merge, on the schema before migration 0011
 // (restored by its setup), current is this package on the current schema.
 var impls = []struct {
-	name  string
-	setup string
-	make  func(*pgxpool.Pool) batchApplier
+	name     string
+	setup    string
+	settings map[string]string // of the connection, as the sink's main opens it
+	make     func(*pgxpool.Pool) batchApplier
 }{
-	{"legacy", schemaBefore0011, func(db *pgxpool.Pool) batchApplier { return &legacyStore{db: db} }},
-	{"current", "", func(db *pgxpool.Pool) batchApplier { return New(db, DefaultCopyFrom) }},
+	{"legacy", schemaBefore0011, nil, func(db *pgxpool.Pool) batchApplier { return &legacyStore{db: db} }},
+	{"current", "", KeyedPlans, func(db *pgxpool.Pool) batchApplier { return New(db, DefaultCopyFrom) }},
 }
 
 // schemaBefore0011 undoes migration 0011 (ids back to the database's
@@ -182,8 +183,9 @@ func selfCPU() time.Duration {
 }
 
 // mixDB makes a fresh migrated database, runs setup on it, and returns a
-// pool of one connection on it and that connection's backend pid.
-func mixDB(tb testing.TB, setup string) (*pgxpool.Pool, int) {
+// pool of one connection with settings on it and that connection's backend
+// pid.
+func mixDB(tb testing.TB, setup string, settings map[string]string) (*pgxpool.Pool, int) {
 	tb.Helper()
 	base := os.Getenv("DATABASE_URL")
 	if base == "" {
@@ -191,7 +193,7 @@ func mixDB(tb testing.TB, setup string) (*pgxpool.Pool, int) {
 	}
 	ctx := context.Background()
 	url := testenv.NewDatabase(tb, base, "b_"+testenv.RandomID())
-	db, err := pgstore.Open(ctx, url, 1)
+	db, err := pgstore.OpenWith(ctx, url, 1, settings)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -233,7 +235,7 @@ func BenchmarkApplyMix(b *testing.B) {
 	for _, impl := range impls {
 		b.Run(impl.name, func(b *testing.B) {
 			ctx := context.Background()
-			db, pid := mixDB(b, impl.setup)
+			db, pid := mixDB(b, impl.setup, impl.settings)
 			s := impl.make(db)
 			g := newMixGen(42, "mix-")
 			var next int64

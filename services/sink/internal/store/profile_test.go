@@ -69,7 +69,7 @@ func TestProfileCurrent(t *testing.T) {
 	}
 	walSeen = walTotal{}
 	ctx := context.Background()
-	db, _ := mixDB(t, "")
+	db, _ := mixDB(t, "", KeyedPlans)
 	s := New(db, 0)
 	g := newMixGen(42, "mix-")
 	var next int64
@@ -132,7 +132,7 @@ func TestProfileLegacy(t *testing.T) {
 	}
 	walSeen = walTotal{}
 	ctx := context.Background()
-	db, _ := mixDB(t, schemaBefore0011)
+	db, _ := mixDB(t, schemaBefore0011, nil)
 	s := &legacyStore{db: db}
 	g := newMixGen(42, "mix-")
 	var next int64
@@ -202,7 +202,7 @@ func TestProfileSteps(t *testing.T) {
 	}
 	for _, impl := range impls {
 		ctx := context.Background()
-		db, pid := mixDB(t, impl.setup)
+		db, pid := mixDB(t, impl.setup, impl.settings)
 		s := impl.make(db)
 		g := newMixGen(42, "mix-")
 		var next int64
