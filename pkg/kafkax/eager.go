@@ -12,7 +12,7 @@ import (
 // EagerWriter sends a write at once when none of its own is in flight, and
 // gathers the writes that come while one is into the next request: a
 // record on a quiet path waits for no timer, and under load requests grow
-// with the load (group commit). From writerBusyRate writes per second on
+// with the load (group commit). From writerBusyRate records per second on
 // (pace.go) a round also waits up to busyLinger from its first write, so
 // that at the maximum requests are as large as a linger makes them; below
 // a quarter of that rate, or after half a second with no write, it sends
@@ -107,7 +107,7 @@ func (e *EagerWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 		return ErrWriterClosed
 	}
 	e.pace.arrived(now)
-	e.pace.count(1, now)
+	e.pace.count(len(msgs), now)
 	e.queue = append(e.queue, ew)
 	e.stats.Writes++
 	if !e.running {

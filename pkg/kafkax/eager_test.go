@@ -74,7 +74,7 @@ func TestEagerWriterGathersConcurrentWrites(t *testing.T) {
 }
 
 // TestEagerWriterLingersOnlyWhenBusy: writers that keep it busy (thousands
-// of writes per second) get rounds that wait for more writes and carry
+// of records per second) get rounds that wait for more writes and carry
 // many each; after half a second with no write, the next write goes out
 // at once again, without a linger.
 func TestEagerWriterLingersOnlyWhenBusy(t *testing.T) {
@@ -131,6 +131,39 @@ func TestEagerWriterLingersOnlyWhenBusy(t *testing.T) {
 		t.Fatalf("the write after a pause: %+v (before it %+v), want its own round without a linger", s, busy)
 	}
 	t.Logf("the write after the pause took %v", took)
+
+	// Few writes of many records each (a processor's batches) turn it
+	// busy too: the pace counts records.
+	time.Sleep(600 * time.Millisecond)
+	quiet := w.Stats()
+	stop = time.Now().Add(1200 * time.Millisecond)
+	var wg2 sync.WaitGroup
+	errs2 := make(chan error, 2)
+	for i := range 2 {
+		wg2.Go(func() {
+			for j := 0; time.Now().Before(stop); j++ {
+				msgs := make([]kafka.Message, 25)
+				for k := range msgs {
+					msgs[k] = kafka.Message{Key: []byte(fmt.Sprintf("batch-%d-%d-%d", i, j, k)), Value: []byte("b")}
+				}
+				if err := w.WriteMessages(ctx, msgs...); err != nil {
+					errs2 <- err
+					return
+				}
+			}
+		})
+	}
+	wg2.Wait()
+	close(errs2)
+	for err := range errs2 {
+		t.Fatal(err)
+	}
+	batches := w.Stats()
+	t.Logf("2 writers of 25 records: %d writes in %d rounds, %d lingered", batches.Writes-quiet.Writes,
+		batches.Rounds-quiet.Rounds, batches.Lingered-quiet.Lingered)
+	if batches.Lingered == quiet.Lingered {
+		t.Fatal("two writers of 25-record writes, thousands of records a second, never lingered")
+	}
 }
 
 // TestEagerWriterDropsAbandonedWrites: against a broker that accepts

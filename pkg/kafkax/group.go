@@ -54,6 +54,10 @@ type GroupConfig struct {
 	// with no wait; a busy one's lingers 5 ms per record up to MaxWait
 	// (consume, pace.go). A linger adds latency to every quiet record.
 	Linger time.Duration
+	// BusyLinger is a busy partition's linger (default 5ms): longer, fewer
+	// and larger batches at the maximum, for a Worker whose cost is mostly
+	// per batch (the sink's transaction); it never delays a quiet record.
+	BusyLinger time.Duration
 	// MaxWait bounds how long a batch lingers from its first record
 	// (default 100ms): linger restarts with every record, so without it a
 	// steady trickle could hold a batch for MaxBatch x Linger.

@@ -14,14 +14,17 @@ const (
 	busyLinger = 5 * time.Millisecond
 )
 
-// writerBusyRate is the write rate (WriteMessages calls per second, all
-// partitions together) at which an EagerWriter turns busy: above the light
-// loads whose latency matters (a receiver answering 300 webhooks/s stays
-// quiet), well below the maximum. Busy, a round waits up to busyLinger from
-// its first write. Group commit alone made rounds of a few records at the
-// maximum, because each round is as long as one produce round trip; the
-// broker and the receiver then spent about a fifth more CPU per record
-// (make bench, single-review deliveries, against the 5 ms linger before).
+// writerBusyRate is the rate of records written (all partitions together)
+// at which an EagerWriter turns busy: above the light loads whose latency
+// matters (a receiver answering 300 single-review webhooks/s stays quiet),
+// well below the maximum. It counts records, not writes, so that a writer
+// of a few large writes (the processor's, one per consumer batch) turns busy
+// at the same load as one of many single-record writes (the receiver's).
+// Busy, a round waits up to busyLinger from its first write. Group commit
+// alone made rounds of a few records at the maximum, because each round is
+// as long as one produce round trip; the broker and the receiver then spent
+// a fifth to a third more CPU per record (make bench, single-review
+// deliveries, against the 5 ms linger before).
 const writerBusyRate = 1000.0
 
 // pace tracks an arrival rate (one partition's records, or one writer's
@@ -29,6 +32,7 @@ const writerBusyRate = 1000.0
 // serialises the calls.
 type pace struct {
 	always time.Duration // GroupConfig.Linger: a wait even when quiet
+	busyL  time.Duration // the wait when busy (GroupConfig.BusyLinger)
 	busyAt float64       // arrivals per second that turn it busy
 	busy   bool
 	start  time.Time // of the current window
@@ -37,12 +41,16 @@ type pace struct {
 }
 
 func newPace(cfg GroupConfig, now time.Time) *pace {
-	return &pace{always: cfg.Linger, busyAt: busyRate, start: now, last: now}
+	busyL := cfg.BusyLinger
+	if busyL <= 0 {
+		busyL = busyLinger
+	}
+	return &pace{always: cfg.Linger, busyL: busyL, busyAt: busyRate, start: now, last: now}
 }
 
 // newWriterPace is an EagerWriter's pace, over its writes.
 func newWriterPace(now time.Time) *pace {
-	return &pace{busyAt: writerBusyRate, start: now, last: now}
+	return &pace{busyL: busyLinger, busyAt: writerBusyRate, start: now, last: now}
 }
 
 // arrived notes an arrival at now (for a partition, a batch's first
@@ -61,7 +69,7 @@ func (p *pace) arrived(now time.Time) {
 // linger is how long the next batch waits for one more record.
 func (p *pace) linger() time.Duration {
 	if p.busy {
-		return max(p.always, busyLinger)
+		return max(p.always, p.busyL)
 	}
 	return p.always
 }

@@ -69,7 +69,15 @@ func TestPace(t *testing.T) {
 	if r.count(1, at(1300)); r.busy || r.linger() != 0 {
 		t.Fatal("an arrival after a pause within a busy window lingers")
 	}
-	// A writer's pace turns busy at writerBusyRate, over writes.
+	// GroupConfig.BusyLinger is the busy wait, and only the busy one.
+	bl := newPace(GroupConfig{BusyLinger: 10 * time.Millisecond}, t0)
+	if l := bl.linger(); l != 0 {
+		t.Fatalf("quiet linger with BusyLinger: %v", l)
+	}
+	if bl.count(200, at(500)); !bl.busy || bl.linger() != 10*time.Millisecond {
+		t.Fatalf("busy linger with BusyLinger 10ms: %v", bl.linger())
+	}
+	// A writer's pace turns busy at writerBusyRate, over records.
 	wp := newWriterPace(t0)
 	if wp.count(int(writerBusyRate/2)-1, at(500)); wp.busy {
 		t.Fatal("a writer just under writerBusyRate turned busy")
