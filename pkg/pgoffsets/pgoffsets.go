@@ -104,16 +104,33 @@ type Claim struct {
 // batch; here it is created again.
 func Lock(ctx context.Context, tx pgx.Tx, p Partition, first int64) (*Claim, error) {
 	c := &Claim{p: p, tx: tx}
-	// DO UPDATE, not DO NOTHING: only an update takes the row lock and
-	// returns the existing row.
-	if err := tx.QueryRow(ctx, `INSERT INTO consumer_offsets AS o (consumer, topic, partition, next_offset)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = o.next_offset
-		RETURNING next_offset`, p.Consumer, p.Topic, p.Partition, first).Scan(&c.Next); err != nil {
+	if err := tx.QueryRow(ctx, lockSQL, p.Consumer, p.Topic, p.Partition, first).Scan(&c.Next); err != nil {
 		return nil, fmt.Errorf("lock stored offset of %s: %w", p, err)
 	}
 	return c, nil
 }
+
+// QueueLock queues Lock on b, for a caller that sends it in one round trip
+// with the statements that depend on the lock (they run after it, in
+// order); b must be sent in tx. The claim's Next is set once b's results
+// are read (the batch's Close), and valid only when that returned nil.
+func QueueLock(b *pgx.Batch, tx pgx.Tx, p Partition, first int64) *Claim {
+	c := &Claim{p: p, tx: tx}
+	b.Queue(lockSQL, p.Consumer, p.Topic, p.Partition, first).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&c.Next); err != nil {
+			return fmt.Errorf("lock stored offset of %s: %w", p, err)
+		}
+		return nil
+	})
+	return c
+}
+
+// lockSQL creates and locks a partition's offset row. DO UPDATE, not DO
+// NOTHING: only an update takes the row lock and returns the existing row.
+const lockSQL = `INSERT INTO consumer_offsets AS o (consumer, topic, partition, next_offset)
+	VALUES ($1, $2, $3, $4)
+	ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = o.next_offset
+	RETURNING next_offset`
 
 // advanceSQL stores a next offset; GREATEST keeps the offset from ever
 // moving back, whatever a caller passes.

@@ -30,6 +30,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		Names:           names,
 		MaxBatch:        env.Int("SINK_MAX_BATCH", 1000),
 		Linger:          env.Duration("SINK_LINGER", 0),
+		BusyLinger:      env.Duration("SINK_BUSY_LINGER", app.DefaultBusyLinger),
 		TxTimeout:       env.Duration("SINK_TX_TIMEOUT", 30*time.Second),
 		BreakerFailures: env.Int("SINK_BREAKER_FAILURES", 3),
 		BreakerOpen:     env.Duration("SINK_BREAKER_OPEN", 5*time.Second),

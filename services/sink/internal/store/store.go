@@ -116,12 +116,20 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Write) 
 		res = Result{}
 		// Lock the partition's offset row (pgoffsets.Lock): a second
 		// member still writing this partition after a rebalance waits
-		// here, then skips what this one applied.
-		claim, err := pgoffsets.Lock(ctx, tx, pgoffsets.Partition{Consumer: pos.Consumer, Topic: pos.Topic, Partition: pos.Partition}, pos.First)
-		if err != nil {
+		// here, then skips what this one applied. The read of the rows the
+		// batch may change goes in the same round trip, after the lock (a
+		// review's rows are written only under its partition's lock, so
+		// none changes between the read and the write). It reads the rows
+		// of every change handed, also those the lock shows applied
+		// already: a few rows more in the rare replay, a round trip less
+		// in every batch.
+		b := &pgx.Batch{}
+		claim := pgoffsets.QueueLock(b, tx, pgoffsets.Partition{Consumer: pos.Consumer, Topic: pos.Topic, Partition: pos.Partition}, pos.First)
+		prev := queueRead(b, changes)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
-		s.stepped("begin+lock")
+		s.stepped("begin+lock+read")
 		stored := claim.Next
 		if stored >= pos.Next {
 			res.Replayed = len(changes)
@@ -137,14 +145,14 @@ func (s *Store) Apply(ctx context.Context, pos Position, changes []batch.Write) 
 		}
 		winners, superseded := batch.Collapse(fresh)
 		res.Superseded = superseded
-		written, err := s.merge(ctx, tx, winners)
+		written, err := s.write(ctx, tx, winners, prev, false)
 		if err != nil {
 			return err
 		}
 		res.Written = written
 		res.Stale = len(winners) - len(written)
 		res.Movies = changedMovies(written)
-		b := &pgx.Batch{}
+		b = &pgx.Batch{}
 		if len(res.Movies) > 0 {
 			b.Queue(moviesSQL, res.Movies)
 			b.Queue(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, NotifyChannel, notices(written))
@@ -291,36 +299,31 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS sink_staging (
 	language text, url text, version bigint, deleted boolean, content_hash text, source_updated_at timestamptz,
 	ingested_at timestamptz, accepted_at timestamptz, existing boolean) ON COMMIT DELETE ROWS`
 
-// merge writes the changes (one per id) that win against their stored
-// rows and returns the rows it wrote.
-func (s *Store) merge(ctx context.Context, tx pgx.Tx, cs []batch.Write) ([]Written, error) {
-	if len(cs) == 0 {
-		return nil, nil
-	}
+// queueRead queues on b the read of the stored rows of cs's ids; the
+// returned map holds them once b's results are read.
+func queueRead(b *pgx.Batch, cs []batch.Write) map[string]stored {
 	ids := make([]string, len(cs))
 	for i := range cs {
 		ids[i] = cs[i].Review.ID
 	}
-	rows, err := tx.Query(ctx, readSQL, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read reviews: %w", err)
-	}
 	prev := make(map[string]stored, len(cs))
-	for rows.Next() {
-		var (
-			id string
-			r  stored
-		)
-		if err := rows.Scan(&id, &r.movie, &r.version, &r.deleted, &r.hash); err != nil {
-			return nil, fmt.Errorf("read reviews: %w", err)
+	b.Queue(readSQL, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				id string
+				r  stored
+			)
+			if err := rows.Scan(&id, &r.movie, &r.version, &r.deleted, &r.hash); err != nil {
+				return fmt.Errorf("read reviews: %w", err)
+			}
+			prev[id] = r
 		}
-		prev[id] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read reviews: %w", err)
-	}
-	s.stepped("read")
-	return s.write(ctx, tx, cs, prev, false)
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read reviews: %w", err)
+		}
+		return nil
+	})
+	return prev
 }
 
 // toSend returns the changes that win against prev (the rows as read):
@@ -357,17 +360,12 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Write, prev map
 	if len(ins)+len(upd) == 0 {
 		return nil, nil
 	}
-	if !safe {
-		if _, err := tx.Exec(ctx, "SAVEPOINT sink_merge"); err != nil {
-			return nil, fmt.Errorf("merge reviews: %w", err)
-		}
-		s.stepped("savepoint")
-	}
 	conflict := 0
 	if safe {
 		conflict = 1
 	}
-	out, err := s.send(ctx, tx, ins, upd, prev, conflict)
+	// Not safe, the statements go after a savepoint, in their round trip.
+	out, err := s.send(ctx, tx, ins, upd, prev, conflict, !safe)
 	s.stepped("merge")
 	var pg *pgconn.PgError
 	if !safe && errors.As(err, &pg) && pg.Code == "23505" /* unique_violation */ {
@@ -400,8 +398,11 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cs []batch.Write, prev map
 }
 
 // send inserts ins and updates upd, through COPY or UNNEST, and returns the
-// rows written.
-func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Write, prev map[string]stored, conflict int) ([]Written, error) {
+// rows written. With savepoint, the statements follow SAVEPOINT sink_merge
+// in the same round trip (COPY into the staging table goes before it: a
+// second send empties that table first).
+func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Write, prev map[string]stored, conflict int,
+	savepoint bool) ([]Written, error) {
 	n := len(ins) + len(upd)
 	at := func(i int) (*batch.Write, bool) {
 		if i < len(ins) {
@@ -434,6 +435,9 @@ func (s *Store) send(ctx context.Context, tx pgx.Tx, ins, upd []batch.Write, pre
 	// Two statements in one round trip: without a CTE over both, neither
 	// materializes the input nor its RETURNING rows.
 	b := &pgx.Batch{}
+	if savepoint {
+		b.Queue("SAVEPOINT sink_merge")
+	}
 	out := make([]Written, 0, n)
 	scan := func(rows pgx.Rows) error {
 		for rows.Next() {
