@@ -101,9 +101,14 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.profDir, "pprof", "", "write CPU profiles of receiver, processor and sink over each max phase, and of the api over each idle read phase, into this folder (go tool pprof)")
 	var serviceEnv envList
 	fs.Var(&serviceEnv, "service-env", "KEY=value given to every service process, not to the load generator (repeatable; e.g. GOGC=200 to compare settings)")
+	fs.IntVar(&o.cfg.IngestNice, "ingest-nice", ingestNice(),
+		"nice level of processor and sink (0: off); default INGEST_NICE, else 10, as make run starts them")
 	fs.StringVar(&o.selfProf, "cpuprofile", "", "write the load generator's own CPU profile over the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.cfg.IngestNice < 0 || o.cfg.IngestNice > 19 {
+		return nil, fmt.Errorf("-ingest-nice: %d is not 0 to 19", o.cfg.IngestNice)
 	}
 	for _, f := range strings.Split(*rates, ",") {
 		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
@@ -149,6 +154,13 @@ func (o *options) parseScenarios() ([]scenario, error) {
 }
 
 func run() error {
+	if len(os.Args) == 3 && os.Args[1] == load.FloorFlag {
+		size, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			return err
+		}
+		return load.ServeFloor(size)
+	}
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		return err
@@ -195,6 +207,14 @@ func run() error {
 	return ctx.Err()
 }
 
+// ingestNice is INGEST_NICE when it is set, else make run's default, 10.
+func ingestNice() int {
+	if n, err := strconv.Atoi(os.Getenv("INGEST_NICE")); err == nil {
+		return n
+	}
+	return 10
+}
+
 func newReport(o *options, brokers string) *report {
 	host, _ := os.Hostname()
 	rep := &report{
@@ -205,7 +225,8 @@ func newReport(o *options, brokers string) *report {
 			"rate": fmt.Sprint(o.cfg.Rate), "read_rate": fmt.Sprint(o.cfg.ReadRate), "read_ingest": fmt.Sprint(o.cfg.ReadIngest),
 			"ceiling": o.cfg.Ceiling.String(), "kafka_brokers": brokers, "bin": o.binDir, "baseline_bin": o.baseBin,
 			"light_rates": fmt.Sprint(o.lightRates), "light": o.cfg.Light.String(), "light_movies": strconv.Itoa(o.lightMovies),
-			"hot_movies": strconv.Itoa(o.hotMovies), "hot_reviews": strconv.Itoa(o.hotReviews)},
+			"hot_movies": strconv.Itoa(o.hotMovies), "hot_reviews": strconv.Itoa(o.hotReviews),
+			"ingest_nice": strconv.Itoa(o.cfg.IngestNice)},
 	}
 	return rep
 }

@@ -2,6 +2,12 @@ package load
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,8 +127,10 @@ func (ru *runner) reads(ctx context.Context) error {
 	ru.logf("  idle read phase: reader at %.0f/s over %d movies, no ingest, %s", cfg.ReadRate, movies, cfg.Steady)
 	mk := ru.mark()
 	readProfiled := profile(cfg.ProfileDir, cfg.Steady, ru.api)
+	lookups := ru.pageLookups(ctx)
 	idle := Summarize(Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady))
 	cores := ru.cores(mk, 0)
+	ru.missRatio(ctx, "idle_read_", lookups)
 	for _, err := range <-readProfiled {
 		ru.logf("  profile: %v", err)
 	}
@@ -132,7 +140,109 @@ func (ru *runner) reads(ctx context.Context) error {
 		idle.P50, idle.P99, m["idle_read_cpu_us_per_read_api"], m["idle_read_cpu_us_per_read_postgres"],
 		m["idle_read_cpu_us_per_read_loadgen"], m["idle_read_cpu_us_per_read_machine"])
 	ru.limit("idle read", cores, false)
+	if cfg.Kind == KindHotReads {
+		ru.floor(ctx, movies)
+	}
 	return ru.ingestReads(ctx, movies)
+}
+
+// pageLookups reads the api's answer cache counters of movie pages (hit,
+// miss), or nil when its /metrics does not answer.
+func (ru *runner) pageLookups(ctx context.Context) map[string]float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ru.api.URL()+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil
+	}
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil
+	}
+	return parsePageLookups(string(b))
+}
+
+// parsePageLookups takes the movie-page hit and miss counters out of the
+// api's Prometheus text exposition; nil when it has neither (an api
+// without the answer cache).
+func parsePageLookups(text string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		for _, result := range []string{"hit", "miss"} {
+			prefix := `reviewpipe_api_cache_lookups_total{kind="page",result="` + result + `"} `
+			if v, ok := strings.CutPrefix(line, prefix); ok {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					out[result] = f
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// missRatio records under prefix the share of the movie pages the api
+// read from PostgreSQL (its answer cache missed) since before.
+func (ru *runner) missRatio(ctx context.Context, prefix string, before map[string]float64) {
+	after := ru.pageLookups(ctx)
+	if before == nil || after == nil {
+		return
+	}
+	hit, miss := after["hit"]-before["hit"], after["miss"]-before["miss"]
+	if hit+miss > 0 {
+		ru.m[prefix+"page_miss_ratio"] = miss / (hit + miss)
+	}
+}
+
+// floor measures net/http's own CPU per read at the idle read phase's rate
+// (HTTPFloor), with answers the size of the api's, and the api's CPU per
+// read over it.
+func (ru *runner) floor(ctx context.Context, movies int) {
+	cfg, m := ru.cfg, ru.m
+	size, err := answerSize(ctx, ru.api.URL()+"/v1/movies/"+MovieID(0)+"/reviews")
+	if err == nil {
+		exe, e := os.Executable()
+		if err = e; err == nil {
+			var reads Summary
+			m["idle_read_floor_cpu_us_per_read"], reads, err = HTTPFloor(ctx, exe, size, cfg.ReadRate, movies, cfg.Steady)
+			m["idle_read_floor_p99_ms"] = reads.P99
+		}
+	}
+	if err != nil {
+		ru.r.Errors = append(ru.r.Errors, "http floor: "+err.Error())
+		return
+	}
+	if f := m["idle_read_floor_cpu_us_per_read"]; f > 0 {
+		m["idle_read_api_over_floor"] = m["idle_read_cpu_us_per_read_api"] / f
+	}
+	ru.logf("  http floor: bare net/http answering %d bytes at %.0f/s: %.0f us of CPU per read; the api %.2fx that",
+		size, cfg.ReadRate, m["idle_read_floor_cpu_us_per_read"], m["idle_read_api_over_floor"])
+}
+
+// answerSize is the length of the body of a GET of url.
+func answerSize(ctx context.Context, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	return len(b), err
 }
 
 // ingestReads is the reader at ReadRate while webhooks come at ReadIngest
@@ -146,10 +256,12 @@ func (ru *runner) ingestReads(ctx context.Context, movies int) error {
 	var reads []Sample
 	var wg sync.WaitGroup
 	mk := ru.mark()
+	lookups := ru.pageLookups(ctx)
 	wg.Go(func() { reads = Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady) })
 	rs := c.OpenLoop(ctx, ingest/float64(cfg.K), cfg.Steady, 4096)
 	wg.Wait()
 	cores := ru.cores(mk, 0)
+	ru.missRatio(ctx, "read_", lookups)
 	ru.want += c.Accepted.Load()
 	ru.r.Reads = Summarize(reads)
 	m["read_p50_ms"], m["read_p99_ms"], m["read_p999_ms"] = ru.r.Reads.P50, ru.r.Reads.P99, ru.r.Reads.P999

@@ -39,6 +39,7 @@ type Config struct {
 	Ceiling     time.Duration // each ceiling's duration
 	Drain       time.Duration // longest wait for the store to catch up
 	ServiceEnv  []string      // KEY=value added to every service's environment
+	IngestNice  int           // nice level of processor and sink, as make run's INGEST_NICE (0: off)
 	ProfileDir  string        // when set, CPU profiles of the max phase (and the api's of the idle read phase) go here
 	Log         func(format string, args ...any)
 }
@@ -152,10 +153,10 @@ func (ru *runner) start(ctx context.Context) error {
 	if ru.rcv, err = sl.Start(ctx, cfg.BinDir, "receiver", "RECEIVER_ADDR", append(secrets, extra...)...); err != nil {
 		return err
 	}
-	if ru.proc, err = sl.Start(ctx, cfg.BinDir, "processor", "PROCESSOR_ADDR", extra...); err != nil {
+	if ru.proc, err = sl.StartNice(ctx, cfg.IngestNice, cfg.BinDir, "processor", "PROCESSOR_ADDR", extra...); err != nil {
 		return err
 	}
-	if ru.sink, err = sl.Start(ctx, cfg.BinDir, "sink", "SINK_ADDR", extra...); err != nil {
+	if ru.sink, err = sl.StartNice(ctx, cfg.IngestNice, cfg.BinDir, "sink", "SINK_ADDR", extra...); err != nil {
 		return err
 	}
 	if ru.api, err = sl.Start(ctx, cfg.BinDir, "api", "API_ADDR", extra...); err != nil {

@@ -98,12 +98,22 @@ type Proc struct {
 // Start runs binDir/name on a free 127.0.0.1 port given in addrVar, with
 // the slice's environment plus extra, and waits up to 60s for /readyz.
 func (s *Slice) Start(ctx context.Context, binDir, name, addrVar string, extra ...string) (*Proc, error) {
+	return s.StartNice(ctx, 0, binDir, name, addrVar, extra...)
+}
+
+// StartNice is Start with the process at the given nice level (0: as this
+// one), through nice(1) as scripts/run.sh starts the ingest consumers, so
+// that every thread of it has the level from its first instruction.
+func (s *Slice) StartNice(ctx context.Context, nice int, binDir, name, addrVar string, extra ...string) (*Proc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	p := &Proc{Name: name, Addr: addr, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, name))
+	if nice > 0 {
+		p.cmd = exec.Command("nice", "-n", strconv.Itoa(nice), filepath.Join(binDir, name))
+	}
 	p.cmd.Env = append(append(append(os.Environ(), s.Env()...), addrVar+"="+addr, "LOG_LEVEL=warn"), extra...)
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -238,7 +248,7 @@ type CPUSample map[string]map[int]float64
 func (s *Slice) CPUSample() CPUSample {
 	out := CPUSample{}
 	add := func(name string, pid int, path string) {
-		if v, ok := procCPU(path); ok {
+		if v, ok := ProcCPU(path); ok {
 			if out[name] == nil {
 				out[name] = map[int]float64{}
 			}
@@ -326,7 +336,9 @@ func MachineBusySeconds() (float64, bool) {
 // clockTicks is USER_HZ, 100 on every Linux the project runs on.
 const clockTicks = 100
 
-func procCPU(path string) (float64, bool) {
+// ProcCPU is the user + system CPU seconds of the process whose
+// /proc/PID/stat is at path.
+func ProcCPU(path string) (float64, bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, false
