@@ -75,11 +75,19 @@ func (p *pace) linger() time.Duration {
 }
 
 // count adds a handled batch of n records at now, and decides the mode once
-// a window has passed.
+// a window has passed, or at once when the window already holds a whole
+// window's worth at the busy rate: a burst turns busy within a fraction of
+// the window (a maximum phase that starts after a pause spent half a second
+// quiet, record by record, before), while a rate under busyAt never does.
 func (p *pace) count(n int, now time.Time) {
 	p.n += n
 	p.last = now
 	elapsed := now.Sub(p.start)
+	if !p.busy && float64(p.n) >= p.busyAt*paceWindow.Seconds() {
+		p.busy = true
+		p.start, p.n = now, 0
+		return
+	}
 	if elapsed < paceWindow {
 		return
 	}
