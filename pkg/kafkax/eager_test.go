@@ -86,29 +86,14 @@ func TestEagerWriterLingersOnlyWhenBusy(t *testing.T) {
 
 	const writers = 16
 	begin := time.Now()
-	stop := begin.Add(1500 * time.Millisecond)
 	var warm kafkax.EagerStats // once the pace had a window to turn busy
 	var warmOnce sync.Once
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for i := range writers {
-		wg.Go(func() {
-			for j := 0; time.Now().Before(stop); j++ {
-				if time.Since(begin) > 700*time.Millisecond {
-					warmOnce.Do(func() { warm = w.Stats() })
-				}
-				if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(fmt.Sprintf("busy-%d-%d", i, j)), Value: []byte("b")}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	writeUntil(t, ctx, w, writers, begin.Add(1500*time.Millisecond), func(i, j int) []kafka.Message {
+		if time.Since(begin) > 700*time.Millisecond {
+			warmOnce.Do(func() { warm = w.Stats() })
+		}
+		return []kafka.Message{{Key: []byte(fmt.Sprintf("busy-%d-%d", i, j)), Value: []byte("b")}}
+	})
 	busy := w.Stats()
 	writes, rounds := busy.Writes-warm.Writes, busy.Rounds-warm.Rounds
 	t.Logf("from 0.7 s to 1.5 s: %d writes in %d rounds (%.1f per round), %d lingered", writes, rounds,
@@ -136,33 +121,43 @@ func TestEagerWriterLingersOnlyWhenBusy(t *testing.T) {
 	// busy too: the pace counts records.
 	time.Sleep(600 * time.Millisecond)
 	quiet := w.Stats()
-	stop = time.Now().Add(1200 * time.Millisecond)
-	var wg2 sync.WaitGroup
-	errs2 := make(chan error, 2)
-	for i := range 2 {
-		wg2.Go(func() {
-			for j := 0; time.Now().Before(stop); j++ {
-				msgs := make([]kafka.Message, 25)
-				for k := range msgs {
-					msgs[k] = kafka.Message{Key: []byte(fmt.Sprintf("batch-%d-%d-%d", i, j, k)), Value: []byte("b")}
-				}
-				if err := w.WriteMessages(ctx, msgs...); err != nil {
-					errs2 <- err
-					return
-				}
-			}
-		})
-	}
-	wg2.Wait()
-	close(errs2)
-	for err := range errs2 {
-		t.Fatal(err)
-	}
+	writeUntil(t, ctx, w, 2, time.Now().Add(1200*time.Millisecond), func(i, j int) []kafka.Message {
+		msgs := make([]kafka.Message, 25)
+		for k := range msgs {
+			msgs[k] = kafka.Message{Key: []byte(fmt.Sprintf("batch-%d-%d-%d", i, j, k)), Value: []byte("b")}
+		}
+		return msgs
+	})
 	batches := w.Stats()
 	t.Logf("2 writers of 25 records: %d writes in %d rounds, %d lingered", batches.Writes-quiet.Writes,
 		batches.Rounds-quiet.Rounds, batches.Lingered-quiet.Lingered)
 	if batches.Lingered == quiet.Lingered {
 		t.Fatal("two writers of 25-record writes, thousands of records a second, never lingered")
+	}
+}
+
+// writeUntil has writers goroutines write to w until stop, the i-th
+// writer's j-th write being msgs(i, j), each waiting for its write before
+// the next, and fails t on the first error.
+func writeUntil(t *testing.T, ctx context.Context, w *kafkax.EagerWriter, writers int, stop time.Time,
+	msgs func(i, j int) []kafka.Message) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			for j := 0; time.Now().Before(stop); j++ {
+				if err := w.WriteMessages(ctx, msgs(i, j)...); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
 

@@ -17,13 +17,13 @@ func TestPace(t *testing.T) {
 		n    int
 		busy bool
 	}{
-		{100, 50, false},   // inside the window: no decision
-		{500, 49, false},   // 99 in 0.5 s: 198/s, under busyRate
-		{1000, 100, true},  // 200/s: busy
-		{1500, 30, true},   // 60/s: above a quarter, still busy
-		{2000, 24, false},  // 48/s: quiet
-		{2100, 60, false},  // inside the window, under a window's worth
-		{2200, 40, true},   // a window's worth at busyRate (100) by 200 ms: busy at once
+		{100, 50, false},  // inside the window: no decision
+		{500, 49, false},  // 99 in 0.5 s: 198/s, under busyRate
+		{1000, 100, true}, // 200/s: busy
+		{1500, 30, true},  // 60/s: above a quarter, still busy
+		{2000, 24, false}, // 48/s: quiet
+		{2100, 60, false}, // inside the window, under a window's worth
+		{2200, 40, true},  // a window's worth at busyRate (100) by 200 ms: busy at once
 	}
 	for i, s := range steps {
 		if p.count(s.n, at(s.ms)); p.busy != s.busy {
