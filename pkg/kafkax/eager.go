@@ -35,7 +35,7 @@ type EagerWriter struct {
 	running bool
 	closed  bool
 	idle    *sync.Cond // signalled when running turns false
-	pace    *pace      // of the writes; busy, a round lingers
+	pace    *pace      // of the records written; busy, a round lingers
 	stats   EagerStats
 }
 

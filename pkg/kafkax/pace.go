@@ -27,8 +27,8 @@ const (
 // deliveries, against the 5 ms linger before).
 const writerBusyRate = 1000.0
 
-// pace tracks an arrival rate (one partition's records, or one writer's
-// writes) and the mode it works in. Not safe for concurrent use: its owner
+// pace tracks an arrival rate (of one partition's records, or of the
+// records given to one writer) and the mode it works in. Not safe for concurrent use: its owner
 // serialises the calls.
 type pace struct {
 	always time.Duration // GroupConfig.Linger: a wait even when quiet
