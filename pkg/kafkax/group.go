@@ -295,7 +295,9 @@ func openReader(cfg GroupConfig, a Assignment, busy bool, next int64) (*kafka.Re
 }
 
 // lingerFor appends to batch the records that come within linger of each
-// other, up to max records and maxWait in all.
+// other, up to max records and maxWait in all. A record that ends a wait
+// brings the rest of its fetch with it (takeQueued), so a wait, with its
+// timer, is per fetch, not per record.
 func lingerFor(ctx context.Context, r *kafka.Reader, batch []kafka.Message, max int, linger, maxWait time.Duration) []kafka.Message {
 	closeAt := time.Now().Add(maxWait)
 	for len(batch) < max {
@@ -309,20 +311,28 @@ func lingerFor(ctx context.Context, r *kafka.Reader, batch []kafka.Message, max 
 		if err != nil {
 			break
 		}
-		batch = append(batch, m)
+		batch = takeQueued(ctx, r, append(batch, m), max)
 	}
 	return batch
 }
 
+// queuedWait bounds takeQueued in all. Queued records come at once (a
+// thousand in well under a millisecond); the deadline only guards against
+// an entry FetchMessage skips (a reader restarted since).
+const queuedWait = 5 * time.Millisecond
+
 // takeQueued appends to batch, up to max records, what the reader has
-// fetched already, without waiting for more.
+// fetched already, without waiting for more: one deadline for them all,
+// not a timer per record (which was 6% of the sink's CPU at the maximum).
 func takeQueued(ctx context.Context, r *kafka.Reader, batch []kafka.Message, max int) []kafka.Message {
-	for n := r.Stats().QueueLength; n > 0 && len(batch) < max; n-- {
-		// Queued records come at once; the deadline only guards against
-		// an entry FetchMessage skips (a reader restarted since).
-		qctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+	n := r.Stats().QueueLength
+	if n <= 0 || len(batch) >= max {
+		return batch
+	}
+	qctx, cancel := context.WithTimeout(ctx, queuedWait)
+	defer cancel()
+	for ; n > 0 && len(batch) < max; n-- {
 		m, err := r.FetchMessage(qctx)
-		cancel()
 		if err != nil {
 			break
 		}
