@@ -46,6 +46,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		Heartbeat:          env.Duration("SSE_HEARTBEAT", 15*time.Second),
 		HealthTTL:          env.Duration("PROVIDER_HEALTH_TTL", time.Second),
 		CacheBytes:         int64(env.Int("API_CACHE_BYTES", app.DefaultCacheBytes)),
+		CacheRefresh:       env.Bool("API_CACHE_REFRESH", true),
 		Brokers:            common.Brokers,
 		Names:              names,
 	}
@@ -66,7 +67,7 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		zap.Strings("providers", cfg.Providers), zap.Duration("freshness_objective", cfg.Objective),
 		zap.Strings("trusted_proxies", cfg.TrustedProxies), zap.Int("sse_max_per_client", cfg.SSEMaxPerClient), zap.Int("sse_max", cfg.SSEMax),
 		zap.Float64("refresh_global_rate", cfg.RefreshGlobalRate), zap.Bool("ops_token", cfg.OpsToken != ""),
-		zap.Int64("cache_bytes", max(0, cfg.CacheBytes)))
+		zap.Int64("cache_bytes", max(0, cfg.CacheBytes)), zap.Bool("cache_refresh", cfg.CacheRefresh))
 
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	err := pgstore.WaitReady(wctx, common.DatabaseURL)

@@ -87,6 +87,11 @@ type Config struct {
 	// CacheBytes bounds the in-process cache of encoded answers (movies'
 	// first pages, single reviews): 64 MiB when zero, none when negative.
 	CacheBytes int64
+	// CacheRefresh: a movie page that readers were served from the cache
+	// is read again in the background as soon as a change drops it, so
+	// the next readers hit (API_CACHE_REFRESH, true in main; off when
+	// zero, as in tests that count misses).
+	CacheRefresh bool
 	// Brokers and Names locate the topics of the operator view.
 	Brokers []string
 	Names   kafkax.Names
@@ -196,8 +201,11 @@ type API struct {
 	health  healthCache
 	parts   healthParts
 	cache   *cache.Cache[*answer]
-	dead    deadLetters
-	now     func() time.Time
+	// reloading bounds the background page reloads in flight
+	// (CacheRefresh): a slot each, none taken when all are.
+	reloading chan struct{}
+	dead      deadLetters
+	now       func() time.Time
 	// afterRead, when set (by tests), runs after a cacheable answer was
 	// read from the store and before it is stored in the cache.
 	afterRead func(key string)
@@ -263,6 +271,7 @@ func New(cfg Config, st *store.Store, sync Writer, log *zap.Logger, reg promethe
 	a.global = rate.NewLimiter(rate.Limit(cfg.RefreshGlobalRate), cfg.RefreshGlobalBurst)
 	a.kafka = &kafkaOffsets{brokers: cfg.Brokers, ttl: 2 * time.Second}
 	a.cache = cache.New[*answer](max(0, cfg.CacheBytes))
+	a.reloading = make(chan struct{}, maxReloads)
 	a.m.registerCache(reg, a.cache)
 	a.reviewCC = publicCache(cfg.MaxAge)
 	a.listCC = a.reviewCC

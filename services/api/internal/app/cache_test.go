@@ -157,6 +157,64 @@ func TestCacheInvalidatedBeforeEvent(t *testing.T) {
 	}
 }
 
+// With CacheRefresh, a page that readers were served from the cache is
+// read again right after a change drops it: the next read is a hit and
+// holds the change. A page filled and never read again is only dropped.
+// Every reload begins after the invalidation, so none puts back the page
+// from before the change (the reads right after each event check it).
+func TestCacheReloadsHotPagesAfterAChange(t *testing.T) {
+	f := newFixture(t, Config{CacheRefresh: true})
+	f.startSink(t)
+	const hotMovie = "tt0068646"
+	s := openStream(t, f.url+"/v1/movies/"+hotMovie+"/events")
+	if m := s.next(t, 5*time.Second); m.event != "ready" {
+		t.Fatalf("first event %+v", m)
+	}
+	reloads := func(result string) float64 { return testutil.ToFloat64(f.api.m.cacheReloads.WithLabelValues(result)) }
+	hot := f.url + "/v1/movies/" + hotMovie + "/reviews"
+	for i := range 10 {
+		coldMovie := fmt.Sprintf("tt%07d", 71562+i) // read once before its change, once after
+		cold := f.url + "/v1/movies/" + coldMovie + "/reviews"
+		get(t, "GET", hot, nil)  // fill
+		get(t, "GET", hot, nil)  // a reader served from the cache: the page is hot
+		get(t, "GET", cold, nil) // fill only
+		stored := reloads("stored")
+		r := mkReview("generic", fmt.Sprint("hot", i), hotMovie, 100+i)
+		c := mkReview("generic", fmt.Sprint("cold", i), coldMovie, 100+i)
+		f.produce(t, review.Event{Op: review.OpUpsert, Review: r}, review.Event{Op: review.OpUpsert, Review: c})
+		for {
+			m := s.next(t, 10*time.Second)
+			if m.event == "review" && strings.Contains(m.data, `"id":"`+r.ID+`"`) {
+				break
+			}
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if reloads("stored") <= stored {
+				return fmt.Errorf("change %d: no page reloaded yet (reloads %v stored, %v refused, %v failed, %v skipped)", i,
+					reloads("stored"), reloads("refused"), reloads("failed"), reloads("skipped"))
+			}
+			return nil
+		})
+		if got := reloads("stored"); got != stored+1 {
+			t.Fatalf("change %d: %v pages reloaded, want the hot one only", i, got-stored)
+		}
+		h0, m0 := lookups(f.api, "page")
+		_, _, b := get(t, "GET", hot, nil)
+		if h1, m1 := lookups(f.api, "page"); h1 != h0+1 || m1 != m0 {
+			t.Fatalf("change %d: the read after the reload was not a hit (hits +%v, misses +%v)", i, h1-h0, m1-m0)
+		}
+		if !bytes.Contains(b, []byte(`"id":"`+r.ID+`"`)) {
+			t.Fatalf("change %d: the reloaded page lacks %s:\n%.300s", i, r.ID, b)
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if _, _, b := get(t, "GET", cold, nil); !bytes.Contains(b, []byte(`"id":"`+c.ID+`"`)) {
+				return fmt.Errorf("change %d: the cold page lacks %s", i, c.ID)
+			}
+			return nil
+		})
+	}
+}
+
 // Two api replicas on one database, each with its own listener: a change
 // invalidates the cached page in both.
 func TestCacheInvalidatedInEveryReplica(t *testing.T) {

@@ -18,6 +18,8 @@ type metrics struct {
 	notices       *prometheus.CounterVec
 	// Answer cache lookups, by kind of answer.
 	cacheHitPage, cacheMissPage, cacheHitReview, cacheMissReview prometheus.Counter
+	// cacheReloads counts pages read again after a change (CacheRefresh).
+	cacheReloads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -55,7 +57,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	}, []string{"kind", "result"})
 	m.cacheHitPage, m.cacheMissPage = lookups.WithLabelValues("page", "hit"), lookups.WithLabelValues("page", "miss")
 	m.cacheHitReview, m.cacheMissReview = lookups.WithLabelValues("review", "hit"), lookups.WithLabelValues("review", "miss")
-	reg.MustRegister(m.latency, m.subscribers, m.sseEvents, m.sseRefused, m.sseClosed, m.refreshes, m.refreshWrites, m.notices, lookups)
+	m.cacheReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reviewpipe_api_cache_page_reloads_total",
+		Help: "Movie pages read again right after a change dropped them from the answer cache while readers were served them (API_CACHE_REFRESH), by result: stored, refused (a later change came first), failed, skipped (every reload slot busy).",
+	}, []string{"result"})
+	reg.MustRegister(m.latency, m.subscribers, m.sseEvents, m.sseRefused, m.sseClosed, m.refreshes, m.refreshWrites, m.notices, lookups,
+		m.cacheReloads)
 	return m
 }
 

@@ -50,6 +50,7 @@ type entry[V comparable] struct {
 	value      V
 	size       int64
 	scopes     []string
+	hit        bool // a Get returned it since its Put
 	prev, next *entry[V]
 }
 
@@ -103,6 +104,7 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 	}
 	c.unlink(e)
 	c.pushFront(e)
+	e.hit = true
 	return e.value, true
 }
 
@@ -190,6 +192,19 @@ func (c *Cache[V]) Swap(key string, old, value V, size int) bool {
 // Invalidate drops the entries of each scope and refuses the puts, into
 // those scopes, of reads that began before it.
 func (c *Cache[V]) Invalidate(scopes ...string) {
+	c.invalidate(scopes, nil)
+}
+
+// InvalidateHot is Invalidate, and returns the keys of the dropped entries
+// that a Get returned since they were put: the answers being read, worth
+// reading again before the next reader asks.
+func (c *Cache[V]) InvalidateHot(scopes ...string) []string {
+	var hot []string
+	c.invalidate(scopes, &hot)
+	return hot
+}
+
+func (c *Cache[V]) invalidate(scopes []string, hot *[]string) {
 	if !c.Enabled() {
 		return
 	}
@@ -199,6 +214,9 @@ func (c *Cache[V]) Invalidate(scopes ...string) {
 	for _, s := range scopes {
 		c.inval[s] = c.seq
 		for e := range c.index[s] {
+			if hot != nil && e.hit {
+				*hot = append(*hot, e.key)
+			}
 			c.remove(e)
 			c.invalidated.Add(1)
 		}

@@ -147,3 +147,36 @@ func TestSwap(t *testing.T) {
 		t.Fatal("swap revived an invalidated entry")
 	}
 }
+
+// InvalidateHot drops what Invalidate drops and names the entries read
+// since their put: not one never read, not one read only before it was
+// put again.
+func TestInvalidateHot(t *testing.T) {
+	c := open(1 << 20)
+	put(t, c, "read", "v", "movie:a")
+	put(t, c, "unread", "v", "movie:a")
+	put(t, c, "reput", "v", "movie:a")
+	put(t, c, "elsewhere", "v", "movie:b")
+	c.Get("read")
+	c.Get("reput")
+	put(t, c, "reput", "v2", "movie:a") // a new entry: not read since
+	c.Get("elsewhere")
+	hot := c.InvalidateHot("movie:a")
+	if len(hot) != 1 || hot[0] != "read" {
+		t.Fatalf("hot keys %v, want [read]", hot)
+	}
+	for _, k := range []string{"read", "unread", "reput"} {
+		if _, ok := c.Get(k); ok {
+			t.Fatalf("%s still held after its scope was invalidated", k)
+		}
+	}
+	if _, ok := c.Get("elsewhere"); !ok {
+		t.Fatal("an entry of another scope was dropped")
+	}
+	// A put begun before the invalidation is refused, as with Invalidate.
+	tok := c.Begin()
+	c.InvalidateHot("movie:b")
+	if c.Put(tok, "late", []string{"movie:b"}, "old", 3) {
+		t.Fatal("a fill begun before InvalidateHot was kept")
+	}
+}
