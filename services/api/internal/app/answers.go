@@ -62,49 +62,103 @@ func (a *API) invalidate(ns []changefeed.Notice) {
 		return
 	}
 	for _, key := range a.cache.InvalidateHot(scopes...) {
-		if movie, limit, ok := parsePageKey(key); ok {
-			a.reload(key, movie, limit)
+		if _, _, ok := parsePageKey(key); ok {
+			a.reload(key)
 		}
 	}
 }
 
 // maxReloads bounds the page reloads in flight: each holds a PostgreSQL
-// connection for one read.
-const maxReloads = 4
+// connection for one read. maxPendingReloads bounds the pages waiting.
+const (
+	maxReloads        = 4
+	maxPendingReloads = 4096
+)
+
+// reloads is the queue of pages to read again (reload): each key once,
+// in the order they were dropped, read by up to maxReloads workers.
+type reloads struct {
+	mu      sync.Mutex
+	pending map[string]bool
+	order   []string
+	workers int
+}
 
 // reload reads a movie's first page again in the background, after a
 // change dropped it while readers were being served it, and puts it back:
 // the next readers hit instead of each waiting on PostgreSQL (a third of
 // the reads of hot movies during ingest in make bench's hotreads). The read
-// begins after the invalidation (cache.Begin), so it holds the change, and
-// a later change refuses its put. With every slot taken it reads nothing:
-// the next reader fills the page, as without refresh.
-func (a *API) reload(key, movie string, limit int) {
-	select {
-	case a.reloading <- struct{}{}:
-	default:
+// begins after the invalidation (cache.Begin when its turn comes), so it
+// holds the change, and a later change refuses its put. A page already
+// waiting is not queued twice; with maxPendingReloads waiting, it is not
+// queued (skipped), and the next reader fills it, as without reloads.
+func (a *API) reload(key string) {
+	r := &a.reloads
+	r.mu.Lock()
+	if r.pending[key] {
+		r.mu.Unlock()
+		return
+	}
+	if len(r.order) >= maxPendingReloads {
+		r.mu.Unlock()
 		a.m.cacheReloads.WithLabelValues("skipped").Inc()
 		return
 	}
-	go func() {
-		defer func() { <-a.reloading }()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		tok := a.cache.Begin()
-		hp, _, err := a.healthPart(ctx)
-		var ans *answer
-		if err == nil {
-			ans, err = a.readPage(ctx, movie, limit, nil, hp)
+	if r.pending == nil {
+		r.pending = map[string]bool{}
+	}
+	r.pending[key] = true
+	r.order = append(r.order, key)
+	start := r.workers < maxReloads
+	if start {
+		r.workers++
+	}
+	r.mu.Unlock()
+	if start {
+		go a.reloadWorker()
+	}
+}
+
+// reloadWorker reloads queued pages until none is left.
+func (a *API) reloadWorker() {
+	r := &a.reloads
+	for {
+		r.mu.Lock()
+		if len(r.order) == 0 {
+			r.workers--
+			r.mu.Unlock()
+			return
 		}
-		switch {
-		case err != nil:
-			a.m.cacheReloads.WithLabelValues("failed").Inc()
-		case ans.prefix > 0 && a.cache.Put(tok, key, []string{movieScope(movie)}, ans, len(ans.body)):
-			a.m.cacheReloads.WithLabelValues("stored").Inc()
-		default:
-			a.m.cacheReloads.WithLabelValues("refused").Inc()
-		}
-	}()
+		key := r.order[0]
+		r.order = r.order[1:]
+		delete(r.pending, key)
+		r.mu.Unlock()
+		a.reloadPage(key)
+	}
+}
+
+// reloadPage reads key's page and puts it in the cache.
+func (a *API) reloadPage(key string) {
+	movie, limit, ok := parsePageKey(key)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tok := a.cache.Begin()
+	hp, _, err := a.healthPart(ctx)
+	var ans *answer
+	if err == nil {
+		ans, err = a.readPage(ctx, movie, limit, nil, hp)
+	}
+	switch {
+	case err != nil:
+		a.m.cacheReloads.WithLabelValues("failed").Inc()
+	case ans.prefix > 0 && a.cache.Put(tok, key, []string{movieScope(movie)}, ans, len(ans.body)):
+		a.m.cacheReloads.WithLabelValues("stored").Inc()
+	default:
+		a.m.cacheReloads.WithLabelValues("refused").Inc()
+	}
 }
 
 // healthPart is what provider health contributes to a movie's answer,

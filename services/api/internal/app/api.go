@@ -201,11 +201,10 @@ type API struct {
 	health  healthCache
 	parts   healthParts
 	cache   *cache.Cache[*answer]
-	// reloading bounds the background page reloads in flight
-	// (CacheRefresh): a slot each, none taken when all are.
-	reloading chan struct{}
-	dead      deadLetters
-	now       func() time.Time
+	// reloads queues the pages to read again (CacheRefresh).
+	reloads reloads
+	dead    deadLetters
+	now     func() time.Time
 	// afterRead, when set (by tests), runs after a cacheable answer was
 	// read from the store and before it is stored in the cache.
 	afterRead func(key string)
@@ -271,7 +270,6 @@ func New(cfg Config, st *store.Store, sync Writer, log *zap.Logger, reg promethe
 	a.global = rate.NewLimiter(rate.Limit(cfg.RefreshGlobalRate), cfg.RefreshGlobalBurst)
 	a.kafka = &kafkaOffsets{brokers: cfg.Brokers, ttl: 2 * time.Second}
 	a.cache = cache.New[*answer](max(0, cfg.CacheBytes))
-	a.reloading = make(chan struct{}, maxReloads)
 	a.m.registerCache(reg, a.cache)
 	a.reviewCC = publicCache(cfg.MaxAge)
 	a.listCC = a.reviewCC

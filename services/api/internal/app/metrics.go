@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	m.cacheHitReview, m.cacheMissReview = lookups.WithLabelValues("review", "hit"), lookups.WithLabelValues("review", "miss")
 	m.cacheReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reviewpipe_api_cache_page_reloads_total",
-		Help: "Movie pages read again right after a change dropped them from the answer cache while readers were served them (API_CACHE_REFRESH), by result: stored, refused (a later change came first), failed, skipped (every reload slot busy).",
+		Help: "Movie pages read again right after a change dropped them from the answer cache while readers were served them (API_CACHE_REFRESH), by result: stored, refused (a later change came first), failed, skipped (4,096 pages already waiting).",
 	}, []string{"result"})
 	reg.MustRegister(m.latency, m.subscribers, m.sseEvents, m.sseRefused, m.sseClosed, m.refreshes, m.refreshWrites, m.notices, lookups,
 		m.cacheReloads)
