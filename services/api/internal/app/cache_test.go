@@ -478,3 +478,27 @@ func BenchmarkReview(b *testing.B) {
 		benchRead(b, h, path, nil)
 	})
 }
+
+// The reload queue holds each page once and at most maxPendingReloads
+// pages: at the edge a page is queued, one past it is skipped and counted.
+// Its workers are taken as busy, so nothing is read meanwhile.
+func TestReloadQueueBound(t *testing.T) {
+	a := &API{m: newMetrics(prometheus.NewRegistry())}
+	a.reloads.workers = maxReloads // every worker busy: the queue only grows
+	skipped := func() float64 { return testutil.ToFloat64(a.m.cacheReloads.WithLabelValues("skipped")) }
+	for i := range maxPendingReloads - 1 {
+		a.reload(pageKey(fmt.Sprintf("tt%07d", i), 20))
+	}
+	a.reload(pageKey("tt0000000", 20)) // already waiting: not queued twice
+	if n := len(a.reloads.order); n != maxPendingReloads-1 || skipped() != 0 {
+		t.Fatalf("%d pages waiting, %v skipped; want %d and none", n, skipped(), maxPendingReloads-1)
+	}
+	a.reload(pageKey("tt9999998", 20)) // the last place
+	if n := len(a.reloads.order); n != maxPendingReloads || skipped() != 0 {
+		t.Fatalf("at the bound: %d pages waiting, %v skipped", n, skipped())
+	}
+	a.reload(pageKey("tt9999999", 20)) // one past it
+	if n := len(a.reloads.order); n != maxPendingReloads || skipped() != 1 {
+		t.Fatalf("past the bound: %d pages waiting, %v skipped; want %d and 1", n, skipped(), maxPendingReloads)
+	}
+}
