@@ -11,10 +11,25 @@ import (
 // are held open and closed in t.Cleanup.
 func Blackhole(t testing.TB) string {
 	t.Helper()
+	return Serve(t, Loopback(t), nil)
+}
+
+// Loopback returns a listener on a free 127.0.0.1 port.
+func Loopback(t testing.TB) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+// Serve accepts ln's connections and hands each to handle in a goroutine
+// of its own (handle nil: the connection is held open and never answered)
+// until t ends; t.Cleanup then closes ln and every connection. It returns
+// ln's address.
+func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) string {
+	t.Helper()
 	var (
 		mu    sync.Mutex
 		conns []net.Conn
@@ -28,6 +43,9 @@ func Blackhole(t testing.TB) string {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
+			if handle != nil {
+				go handle(c)
+			}
 		}
 	}()
 	t.Cleanup(func() {

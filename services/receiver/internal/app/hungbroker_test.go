@@ -3,13 +3,14 @@ package app
 import (
 	"net"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/apiversions"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/protocol/produce"
+
+	"github.com/reviewpipe/reviewpipe/pkg/testenv"
 )
 
 // hungBroker is a stand-in for a Kafka broker that hangs once a write
@@ -19,14 +20,9 @@ import (
 // it does for a real broker that stopped answering, until its WriteTimeout.
 func hungBroker(t *testing.T, topics ...string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testenv.Loopback(t)
 	host, portText, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portText)
-	var mu sync.Mutex
-	var conns []net.Conn
 	serve := func(c net.Conn) {
 		defer c.Close()
 		for {
@@ -62,25 +58,5 @@ func hungBroker(t *testing.T, topics ...string) string {
 			}
 		}
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go serve(c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
+	return testenv.Serve(t, ln, serve)
 }
