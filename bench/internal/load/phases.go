@@ -2,9 +2,7 @@ package load
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -149,23 +147,21 @@ func (ru *runner) reads(ctx context.Context) error {
 // pageLookups reads the api's answer cache counters of movie pages (hit,
 // miss), or nil when its /metrics does not answer.
 func (ru *runner) pageLookups(ctx context.Context) map[string]float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ru.api.URL()+"/metrics", nil)
-	if err != nil {
-		return nil
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil
-	}
-	b, err := io.ReadAll(res.Body)
+	b, err := opsBody(ctx, ru.api.URL()+"/metrics")
 	if err != nil {
 		return nil
 	}
 	return parsePageLookups(string(b))
+}
+
+// opsBody is the body of a 200 answer to opsGet.
+func opsBody(ctx context.Context, url string) ([]byte, error) {
+	res, err := opsGet(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	return io.ReadAll(res.Body)
 }
 
 // parsePageLookups takes the movie-page hit and miss counters out of the
@@ -229,19 +225,7 @@ func (ru *runner) floor(ctx context.Context, movies int) {
 
 // answerSize is the length of the body of a GET of url.
 func answerSize(ctx context.Context, url string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err == nil && res.StatusCode != http.StatusOK {
-		err = fmt.Errorf("GET %s: %s", url, res.Status)
-	}
+	b, err := opsBody(ctx, url)
 	return len(b), err
 }
 

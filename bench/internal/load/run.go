@@ -400,25 +400,38 @@ func profile(dir string, phase time.Duration, procs ...*stack.Proc) <-chan []err
 	return out
 }
 
-// fetchProfile saves a CPU profile. The services inherit this process's
-// environment, so with OPS_TOKEN set (a shell that sourced .run/env) their
-// /debug/pprof/ wants it as the bearer token.
-func fetchProfile(url, path string) error {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+// opsGet GETs url from a service, with OPS_TOKEN as the bearer token when
+// it is set (the services inherit this process's environment, so their
+// /metrics and /debug/pprof/ then want it), and returns the answer when it
+// is 200; the caller closes its body.
+func opsGet(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if tok := os.Getenv("OPS_TOKEN"); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		res.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	return res, nil
+}
+
+// fetchProfile saves a CPU profile. The services inherit this process's
+// environment, so with OPS_TOKEN set (a shell that sourced .run/env) their
+// /debug/pprof/ wants it as the bearer token.
+func fetchProfile(url, path string) error {
+	res, err := opsGet(context.Background(), url)
+	if err != nil {
 		return err
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, res.Status)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
