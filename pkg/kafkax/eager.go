@@ -16,7 +16,8 @@ import (
 // (pace.go) a round also waits up to busyLinger from its first write, so
 // that at the maximum requests are as large as a linger makes them; below
 // a quarter of that rate, or after half a second with no write, it sends
-// at once again. It wraps a kafka.Writer whose BatchTimeout
+// at once again. With WriterConfig.NoLinger it never waits: group commit
+// alone, for writers whose callers answer clients. It wraps a kafka.Writer whose BatchTimeout
 // is near zero (NewEagerWriter), so that one call to it is one produce
 // request per partition.
 //
@@ -75,7 +76,11 @@ var ErrWriterClosed = errors.New("kafka writer closed")
 func NewEagerWriter(cfg WriterConfig) *EagerWriter {
 	w := NewWriter(cfg)
 	w.BatchTimeout = eagerBatchTimeout
-	return WrapEager(w)
+	e := WrapEager(w)
+	if cfg.NoLinger {
+		e.pace.busyL = 0
+	}
+	return e
 }
 
 // eagerBatchTimeout is the kafka.Writer's linger under an EagerWriter.

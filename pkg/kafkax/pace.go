@@ -16,15 +16,15 @@ const (
 
 // writerBusyRate is the rate of records written (all partitions together)
 // at which an EagerWriter turns busy: above the light loads whose latency
-// matters (a receiver answering 300 single-review webhooks/s stays quiet),
-// well below the maximum. It counts records, not writes, so that a writer
-// of a few large writes (the processor's, one per consumer batch) turns busy
-// at the same load as one of many single-record writes (the receiver's).
-// Busy, a round waits up to busyLinger from its first write. Group commit
-// alone made rounds of a few records at the maximum, because each round is
-// as long as one produce round trip; the broker and the receiver then spent
-// a fifth to a third more CPU per record (make bench, single-review
-// deliveries, against the 5 ms linger before).
+// matters, well below the maximum. It counts records, not writes, so that a
+// writer of a few large writes (the processor's, one per consumer batch)
+// turns busy at the same load as one of many single-record writes. Busy, a
+// round waits up to busyLinger from its first write: group commit alone
+// makes rounds of a few records at the maximum, because each round is as
+// long as one produce round trip. The processor's writers linger (without,
+// rows/s x0.96 under make bench); the receiver's do not
+// (WriterConfig.NoLinger): their callers wait, so a linger there lowers
+// throughput more than it saves.
 const writerBusyRate = 1000.0
 
 // pace tracks an arrival rate (of one partition's records, or of the
