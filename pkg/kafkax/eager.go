@@ -14,10 +14,9 @@ import (
 // record on a quiet path waits for no timer, and under load requests grow
 // with the load (group commit). From writerBusyRate records per second on
 // (pace.go) a round also waits up to busyLinger from its first write, so
-// that at the maximum requests are as large as a linger makes them; below
-// a quarter of that rate, or after half a second with no write, it sends
-// at once again. With WriterConfig.NoLinger it never waits: group commit
-// alone, for writers whose callers answer clients. It wraps a kafka.Writer whose BatchTimeout
+// that at the maximum requests are as large as a linger makes them, but
+// goes out once lingerGap passed without a new write; below a quarter of
+// that rate, or after half a second with no write, it sends at once again. It wraps a kafka.Writer whose BatchTimeout
 // is near zero (NewEagerWriter), so that one call to it is one produce
 // request per partition.
 //
@@ -37,6 +36,7 @@ type EagerWriter struct {
 	closed  bool
 	idle    *sync.Cond // signalled when running turns false
 	pace    *pace      // of the records written; busy, a round lingers
+	last    time.Time  // the latest write queued
 	stats   EagerStats
 }
 
@@ -76,11 +76,7 @@ var ErrWriterClosed = errors.New("kafka writer closed")
 func NewEagerWriter(cfg WriterConfig) *EagerWriter {
 	w := NewWriter(cfg)
 	w.BatchTimeout = eagerBatchTimeout
-	e := WrapEager(w)
-	if cfg.NoLinger {
-		e.pace.busyL = 0
-	}
-	return e
+	return WrapEager(w)
 }
 
 // eagerBatchTimeout is the kafka.Writer's linger under an EagerWriter.
@@ -114,6 +110,7 @@ func (e *EagerWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 	e.pace.arrived(now)
 	e.pace.count(len(msgs), now)
 	e.queue = append(e.queue, ew)
+	e.last = now
 	e.stats.Writes++
 	if !e.running {
 		e.running = true
@@ -141,8 +138,10 @@ func (e *EagerWriter) run() {
 			e.mu.Unlock()
 			return
 		}
-		if wait := time.Until(e.queue[0].at.Add(e.pace.linger())); wait > 0 && !lingered && !e.closed {
-			e.stats.Lingered++
+		if wait := e.lingerWait(time.Now()); wait > 0 && !e.closed {
+			if !lingered {
+				e.stats.Lingered++
+			}
 			e.mu.Unlock()
 			time.Sleep(wait)
 			lingered = true
@@ -154,6 +153,34 @@ func (e *EagerWriter) run() {
 		lingered = false
 		e.send(round)
 	}
+}
+
+// lingerGap ends a busy round's linger early: a round that got no new
+// write for this long goes out. While a round lingers none is in flight,
+// so once callers that wait for their write before writing again (the
+// receiver's providers, the processor's partition workers) have all
+// written, the writes stop, and waiting on only adds to every answer: in
+// make bench's maximum phase (64 senders, each waiting for its answer) the
+// receiver's full 5 ms linger capped rows/s at about 64 / (2 x 5 ms) and
+// left a fifth of a core idle. A stream of 1,000 writes a second or more,
+// the busy rate, rarely has such a gap, so its rounds keep the linger's
+// size (and Kafka's CPU per record).
+const lingerGap = time.Millisecond
+
+// lingerWait is how long the queued round still waits at now (0: send it):
+// until busy linger from its first write, but no longer than lingerGap
+// after the latest write. Called with mu held and the queue not empty.
+func (e *EagerWriter) lingerWait(now time.Time) time.Duration {
+	linger := e.pace.linger()
+	if linger <= 0 {
+		return 0
+	}
+	untilEnd := e.queue[0].at.Add(linger).Sub(now)
+	untilGap := e.last.Add(lingerGap).Sub(now)
+	if untilEnd <= 0 || untilGap <= 0 {
+		return 0
+	}
+	return min(untilEnd, untilGap)
 }
 
 // send writes the live writes of one round in one call and answers each.

@@ -136,36 +136,6 @@ func TestEagerWriterLingersOnlyWhenBusy(t *testing.T) {
 	}
 }
 
-// TestEagerWriterNoLingerStaysGroupCommit: with NoLinger, writers that keep
-// it busy get no round that waits, and rounds still carry the writes that
-// came while one was out.
-func TestEagerWriterNoLingerStaysGroupCommit(t *testing.T) {
-	st := testenv.New(t)
-	w := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: st.Brokers, Topic: st.Topic(kafkax.TopicRaw), NoLinger: true})
-	defer w.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-
-	const writers = 16
-	writeUntil(t, ctx, w, writers, time.Now().Add(1500*time.Millisecond), func(i, j int) []kafka.Message {
-		return []kafka.Message{{Key: []byte(fmt.Sprintf("busy-%d-%d", i, j)), Value: []byte("b")}}
-	})
-	s := w.Stats()
-	t.Logf("%d writes in %d rounds (%.1f per round), %d lingered", s.Writes, s.Rounds,
-		float64(s.Writes)/float64(s.Rounds), s.Lingered)
-	// 16 writers for 1.5 s are thousands of records a second: busy, which
-	// TestEagerWriterLingersOnlyWhenBusy shows lingers without NoLinger.
-	if s.Writes < 1500 {
-		t.Fatalf("only %d writes in 1.5 s: too few to have made the writer busy", s.Writes)
-	}
-	if s.Lingered != 0 {
-		t.Fatalf("%d rounds lingered with NoLinger, want none", s.Lingered)
-	}
-	if s.Rounds >= s.Writes*3/4 {
-		t.Fatalf("%d writes in %d rounds: the writes that came while a round was out were not gathered", s.Writes, s.Rounds)
-	}
-}
-
 // writeUntil has writers goroutines write to w until stop, the i-th
 // writer's j-th write being msgs(i, j), each waiting for its write before
 // the next, and fails t on the first error.

@@ -20,16 +20,6 @@ type WriterConfig struct {
 	WriteTimeout time.Duration
 	// MaxAttempts is how often kafka-go retries a failed batch (default 3).
 	MaxAttempts int
-	// NoLinger keeps an EagerWriter to group commit alone, busy or not
-	// (NewWriter ignores it). For a writer whose callers hold a client's
-	// request open until their records are acknowledged (the receiver's):
-	// there a busy linger is added to every answer, and clients that wait
-	// for their answer before sending more then send less. Group commit
-	// alone still gathers what comes while a request is out. Under make
-	// bench's maximum (64 senders, each waiting for its answer) the
-	// receiver's busy linger left a fifth of a core idle: rows/s x0.85 of
-	// group commit alone, 3 interleaved runs each.
-	NoLinger bool
 }
 
 // NewWriter returns a synchronous writer that waits for all in-sync replicas

@@ -48,13 +48,12 @@ func run(ctx context.Context, log *zap.Logger, env *config.Env) error {
 		zap.String("topic_namespace", common.TopicNamespace))
 
 	names := kafkax.Names{Namespace: common.TopicNamespace}
-	// Eager writers, group commit alone: a delivery is sent at once when no
-	// request is out, and those that come while one is share the next. They
-	// never linger, busy or not: each write holds a provider's request open
-	// (see kafkax.WriterConfig.NoLinger).
-	raw := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicRaw), MaxAttempts: 3, NoLinger: true})
+	// Eager writers: a delivery on a quiet receiver is sent at once (no
+	// linger), and those that come while a request is out share the next;
+	// busy, a round lingers only while deliveries keep coming (lingerGap).
+	raw := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicRaw), MaxAttempts: 3})
 	defer raw.Close()
-	dlq := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ), MaxAttempts: 3, NoLinger: true})
+	dlq := kafkax.NewEagerWriter(kafkax.WriterConfig{Brokers: common.Brokers, Topic: names.Topic(kafkax.TopicDLQ), MaxAttempts: 3})
 	defer dlq.Close()
 
 	reg := obs.NewRegistry()
