@@ -217,13 +217,26 @@ type API struct {
 }
 
 // healthCache keeps the provider_health rows for Config.HealthTTL. Safe for
-// concurrent use; at most one read of the table is in flight.
+// concurrent use; at most one background read of the table is in flight.
+//
+// Past the TTL the rows are read again in the background while answers go
+// on with the ones held, up to twice the TTL: every read of the api, a
+// cache hit too, asks for these rows, and when the table's read waited
+// for a CPU on a saturated machine, the readers that came meanwhile all
+// waited behind it (read p99 during ingest at 100 to 250 ms inside the
+// handler, make bench hotreads). Past twice the TTL (PostgreSQL down or
+// that slow) an answer reads them itself, and fails with the read.
 type healthCache struct {
 	mu   sync.Mutex
-	at   time.Time
+	at   time.Time // of the rows held
 	rows map[string]store.ProviderHealth
 	// ver moves with every read of the table.
 	ver uint64
+	// refreshing is set while a background read is out; tried is when the
+	// latest began, so a failing table is tried again at most four times
+	// per TTL, not once per answer.
+	refreshing bool
+	tried      time.Time
 }
 
 func (c *healthCache) get(ctx context.Context, ttl time.Duration, read func(context.Context) (map[string]store.ProviderHealth, error)) (map[string]store.ProviderHealth, error) {
@@ -246,7 +259,12 @@ func (c *healthCache) getVersioned(ctx context.Context, ttl time.Duration, read 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.rows != nil && time.Since(c.at) < ttl {
+	now := time.Now()
+	if c.rows != nil && now.Sub(c.at) < 2*ttl {
+		if now.Sub(c.at) >= ttl && !c.refreshing && now.Sub(c.tried) >= ttl/4 {
+			c.refreshing, c.tried = true, now
+			go c.refresh(ttl, read)
+		}
 		return c.rows, c.ver, nil
 	}
 	rows, err := read(ctx)
@@ -256,6 +274,21 @@ func (c *healthCache) getVersioned(ctx context.Context, ttl time.Duration, read 
 	c.rows, c.at = rows, time.Now()
 	c.ver++
 	return rows, c.ver, nil
+}
+
+// refresh reads the rows in the background, within a TTL (at least a
+// second), and keeps them when the read succeeds.
+func (c *healthCache) refresh(ttl time.Duration, read func(context.Context) (map[string]store.ProviderHealth, error)) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(ttl, time.Second))
+	defer cancel()
+	rows, err := read(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refreshing = false
+	if err == nil {
+		c.rows, c.at = rows, time.Now()
+		c.ver++
+	}
 }
 
 // New returns the API over st, queuing refresh requests with sync.

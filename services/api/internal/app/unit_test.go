@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,6 +161,106 @@ func TestHealthCache(t *testing.T) {
 	if err != nil || len(rows) != 1 || reads != 3 {
 		t.Fatalf("after a failed read: rows %v, err %v, %d reads; want a fresh read", rows, err, reads)
 	}
+}
+
+// Past the TTL the rows held are answered at once while one read in the
+// background takes new ones; a read that hangs holds up no answer; a
+// failed one is tried again a quarter TTL later, not once per answer; past
+// twice the TTL an answer reads the rows itself.
+func TestHealthCacheReadsAheadInTheBackground(t *testing.T) {
+	const ttl = 2 * time.Second
+	var mu sync.Mutex
+	reads, fail := 0, false
+	release := make(chan struct{})
+	hang := false
+	read := func(context.Context) (map[string]store.ProviderHealth, error) {
+		mu.Lock()
+		reads++
+		n, f, h := reads, fail, hang
+		mu.Unlock()
+		if h {
+			<-release
+		}
+		if f {
+			return nil, errors.New("postgres down")
+		}
+		return map[string]store.ProviderHealth{fmt.Sprint(n): {}}, nil
+	}
+	readsNow := func() int { mu.Lock(); defer mu.Unlock(); return reads }
+	var c healthCache
+	ctx := context.Background()
+	_, v1, err := c.getVersioned(ctx, ttl, read)
+	if err != nil || readsNow() != 1 {
+		t.Fatalf("first answer: %v, %d reads; want one read, at once", err, readsNow())
+	}
+
+	// Expired, the next read hangs: answers go on with the rows held.
+	mu.Lock()
+	hang = true
+	mu.Unlock()
+	c.mu.Lock()
+	c.at = time.Now().Add(-ttl - time.Millisecond)
+	c.mu.Unlock()
+	start := time.Now()
+	for range 50 {
+		rows, v, err := c.getVersioned(ctx, ttl, read)
+		if _, ok := rows["1"]; err != nil || v != v1 || len(rows) != 1 || !ok {
+			t.Fatalf("while the read hangs: rows %v, version %d (held %d), %v", rows, v, v1, err)
+		}
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Fatalf("50 answers took %v while the background read hung", took)
+	}
+	waitFor(t, func() bool { return readsNow() >= 2 })
+	if n := readsNow(); n != 2 {
+		t.Fatalf("%d reads, want the first and one in the background", n)
+	}
+	close(release)
+	waitFor(t, func() bool { _, v, _ := c.getVersioned(ctx, ttl, read); return v == v1+1 })
+	rows, _, _ := c.getVersioned(ctx, ttl, read)
+	if _, ok := rows["2"]; !ok {
+		t.Fatalf("after the background read: rows %v, want its rows", rows)
+	}
+
+	// A failing table: tried again no sooner than a quarter TTL.
+	mu.Lock()
+	hang, fail = false, true
+	mu.Unlock()
+	c.mu.Lock()
+	c.at, c.tried = time.Now().Add(-ttl-time.Millisecond), time.Time{}
+	c.mu.Unlock()
+	before := readsNow()
+	for range 20 {
+		if _, _, err := c.getVersioned(ctx, ttl, read); err != nil {
+			t.Fatalf("inside twice the TTL, a failing background read failed an answer: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return !c.refreshing })
+	if n := readsNow() - before; n != 1 {
+		t.Fatalf("%d background reads in 20 answers of a failing table, want 1 (a quarter TTL apart)", n)
+	}
+
+	// Past twice the TTL an answer reads itself, and fails with the read.
+	c.mu.Lock()
+	c.at = time.Now().Add(-2 * ttl)
+	c.tried = time.Time{}
+	c.mu.Unlock()
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return !c.refreshing })
+	if _, _, err := c.getVersioned(ctx, ttl, read); err == nil {
+		t.Fatal("rows twice the TTL old and a failing table: no error")
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 5 s")
 }
 
 // Answers are encoded by jsonx: byte for byte what encoding/json's Encoder
