@@ -48,7 +48,7 @@ cleanup() {
   say "stopped"
 }
 on_signal() { cleanup; exit 0; }
-trap on_signal INT TERM
+trap on_signal INT TERM HUP # HUP: the api, in a session of its own, gets no hangup from the terminal
 trap cleanup EXIT
 
 if [[ -f $RUN_DIR/run.pid ]] && kill -0 "$(cat "$RUN_DIR/run.pid")" 2>/dev/null; then
@@ -99,6 +99,10 @@ export SIMULATOR_TRICKLE_PER_S=${SIMULATOR_TRICKLE_PER_S:-0.5}
 # sink, analytics, poller) run at a lower priority than those that answer
 # people and providers (api, receiver, simulator). Idle, it changes nothing;
 # saturated, ingest gives way (api README: what it costs ingest). 0 turns it off.
+# The api also runs in a session of its own: where Linux schedules by session
+# (autogroup, on by default), its share is then weighed against Kafka's and
+# each PostgreSQL backend's, not inside this script's, which the receiver and
+# the ingest consumers fill.
 INGEST_NICE=${INGEST_NICE:-10}
 [[ $INGEST_NICE =~ ^[0-9]+$ && $INGEST_NICE -le 19 ]] || die "INGEST_NICE must be 0 to 19, got '$INGEST_NICE'"
 
@@ -107,6 +111,9 @@ launch() { # name: starts bin/name in the background, its log appended to
   case $name in
     processor | sink | analytics | poller)
       nice -n "$INGEST_NICE" "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null & ;;
+    # A background job of this script is never a process group leader, so
+    # setsid(1) starts the session without a fork: $! stays the api's pid.
+    api) setsid "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null & ;;
     *) "$ROOT/bin/$name" >>"$LOGS/$name.log" 2>&1 </dev/null & ;;
   esac
   PIDS[$name]=$!

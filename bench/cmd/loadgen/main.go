@@ -103,6 +103,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.Var(&serviceEnv, "service-env", "KEY=value given to every service process, not to the load generator (repeatable; e.g. GOGC=200 to compare settings)")
 	fs.IntVar(&o.cfg.IngestNice, "ingest-nice", ingestNice(),
 		"nice level of processor and sink (0: off); default INGEST_NICE, else 10, as make run starts them")
+	fs.BoolVar(&o.cfg.APIAlone, "api-alone", true,
+		"start the api in a session of its own, as make run does (its own scheduling group under Linux autogroup); false: in the generator's, with the other services")
 	fs.StringVar(&o.selfProf, "cpuprofile", "", "write the load generator's own CPU profile over the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -226,7 +228,7 @@ func newReport(o *options, brokers string) *report {
 			"ceiling": o.cfg.Ceiling.String(), "kafka_brokers": brokers, "bin": o.binDir, "baseline_bin": o.baseBin,
 			"light_rates": fmt.Sprint(o.lightRates), "light": o.cfg.Light.String(), "light_movies": strconv.Itoa(o.lightMovies),
 			"hot_movies": strconv.Itoa(o.hotMovies), "hot_reviews": strconv.Itoa(o.hotReviews),
-			"ingest_nice": strconv.Itoa(o.cfg.IngestNice)},
+			"ingest_nice": strconv.Itoa(o.cfg.IngestNice), "api_alone": strconv.FormatBool(o.cfg.APIAlone)},
 	}
 	return rep
 }

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"math"
 	"os"
 	"strconv"
 	"testing"
@@ -70,5 +71,51 @@ reviewpipe_api_cache_lookups_total{kind="review",result="hit"} 7
 	}
 	if parsePageLookups("go_goroutines 12\n") != nil {
 		t.Fatal("an api without the cache's counters parsed as having them")
+	}
+}
+
+func TestPageLatencyBound(t *testing.T) {
+	text := func(counts ...int) string {
+		les := []string{"0.0005", "0.001", "0.0025", "0.005", "+Inf"}
+		out := "# TYPE reviewpipe_api_request_duration_seconds histogram\n"
+		for i, le := range les {
+			out += pageRoute + le + `"} ` + strconv.Itoa(counts[i]) + "\n"
+		}
+		// Another route's buckets must not count.
+		return out + `reviewpipe_api_request_duration_seconds_bucket{code="200",route="GET /v1/movies",le="+Inf"} 999` + "\n"
+	}
+	before := parsePageLatency(text(10, 20, 30, 40, 40))
+	if len(before) != 5 || before[math.Inf(1)] != 40 {
+		t.Fatalf("parsed %v", before)
+	}
+	// 1,000 reads between: 900 within 0.5 ms, 985 within 1 ms, 995 within
+	// 2.5 ms, all within 5 ms: p99 is within 2.5 ms.
+	after := parsePageLatency(text(910, 1005, 1025, 1040, 1040))
+	if le, ok := quantileBound(before, after, 0.99); !ok || le != 0.0025 {
+		t.Fatalf("p99 within %v (%v), want 0.0025", le, ok)
+	}
+	if le, ok := quantileBound(before, after, 0.9); !ok || le != 0.0005 {
+		t.Fatalf("p90 within %v (%v), want 0.0005", le, ok)
+	}
+	// Past the last finite bound: not known.
+	slow := parsePageLatency(text(10, 20, 30, 40, 1040))
+	if _, ok := quantileBound(before, slow, 0.99); ok {
+		t.Fatal("a p99 past every finite bucket was given a bound")
+	}
+	if _, ok := quantileBound(before, before, 0.99); ok {
+		t.Fatal("a bound with no reads between")
+	}
+}
+
+func TestLateP99(t *testing.T) {
+	var samples []Sample
+	for i := range 200 {
+		samples = append(samples, Sample{Late: time.Duration(i) * time.Millisecond})
+	}
+	if got := lateP99(samples); got != 198 {
+		t.Fatalf("p99 of 0..199 ms: %v, want 198", got)
+	}
+	if lateP99(nil) != 0 {
+		t.Fatal("no samples: want 0")
 	}
 }

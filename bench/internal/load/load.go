@@ -64,8 +64,12 @@ func BodyOver(prefix string, n, k, movies int, now time.Time) ([]byte, []string)
 // the phase start) and how long it took to answer from then.
 type Sample struct {
 	At      time.Duration
-	Latency time.Duration
-	Code    int // 0 on a transport error
+	Latency time.Duration // from the intended send, as an open loop counts it
+	Code    int           // 0 on a transport error
+	// Late is how long after its intended time the generator sent the
+	// request (Reader only): the generator's own wait for a CPU, which
+	// Latency includes.
+	Late time.Duration
 }
 
 // Recorder collects samples. Safe for concurrent use.
@@ -250,14 +254,16 @@ func Schedule(ctx context.Context, rate float64, d time.Duration, maxInFlight in
 }
 
 // Reader asks the read API for the reviews of one of the first movies
-// movies at rate per second for d, open loop, and returns the samples.
+// movies at rate per second for d, open loop, and returns the samples,
+// each with how late it was sent.
 func Reader(ctx context.Context, client *Client, rate float64, movies int, d time.Duration) []Sample {
 	var rec Recorder
 	var n atomic.Int64
 	Schedule(ctx, rate, d, 512, func(intended time.Time, at time.Duration) {
 		i := int(n.Add(1)) * 7919 % movies
+		late := time.Since(intended)
 		code, _ := client.Do(http.MethodGet, "/v1/movies/"+MovieID(i)+"/reviews", nil, nil)
-		rec.add(Sample{At: at, Latency: time.Since(intended), Code: code})
+		rec.add(Sample{At: at, Latency: time.Since(intended), Code: code, Late: late})
 	})
 	return rec.Samples()
 }

@@ -3,7 +3,9 @@ package load
 import (
 	"context"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,17 +127,19 @@ func (ru *runner) reads(ctx context.Context) error {
 	ru.logf("  idle read phase: reader at %.0f/s over %d movies, no ingest, %s", cfg.ReadRate, movies, cfg.Steady)
 	mk := ru.mark()
 	readProfiled := profile(cfg.ProfileDir, cfg.Steady, ru.api)
-	lookups := ru.pageLookups(ctx)
-	idle := Summarize(Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady))
+	before := ru.apiMetrics(ctx)
+	idleReads := Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady)
+	idle := Summarize(idleReads)
+	m["idle_read_sent_late_p99_ms"] = lateP99(idleReads)
 	cores := ru.cores(mk, 0)
-	ru.missRatio(ctx, "idle_read_", lookups)
+	ru.apiReadFigures(ctx, "idle_read_", before)
 	for _, err := range <-readProfiled {
 		ru.logf("  profile: %v", err)
 	}
 	ru.readCPU("idle_read_", cores, float64(idle.Count)/time.Since(mk.at).Seconds(), 0)
 	m["idle_read_p50_ms"], m["idle_read_p99_ms"], m["idle_read_p999_ms"] = idle.P50, idle.P99, idle.P999
-	ru.logf("  idle read phase: read p50 %.1f ms, p99 %.1f ms; CPU us per read: api %.0f, postgres %.0f, loadgen %.0f, machine %.0f",
-		idle.P50, idle.P99, m["idle_read_cpu_us_per_read_api"], m["idle_read_cpu_us_per_read_postgres"],
+	ru.logf("  idle read phase: read p50 %.1f ms, p99 %.1f ms (sent late: p99 %.1f ms; in the api's handler: 99%% within %s); CPU us per read: api %.0f, postgres %.0f, loadgen %.0f, machine %.0f",
+		idle.P50, idle.P99, m["idle_read_sent_late_p99_ms"], bound(m["idle_read_api_p99_bound_ms"]), m["idle_read_cpu_us_per_read_api"], m["idle_read_cpu_us_per_read_postgres"],
 		m["idle_read_cpu_us_per_read_loadgen"], m["idle_read_cpu_us_per_read_machine"])
 	ru.limit("idle read", cores, false)
 	if cfg.Kind == KindHotReads {
@@ -144,14 +148,107 @@ func (ru *runner) reads(ctx context.Context) error {
 	return ru.ingestReads(ctx, movies)
 }
 
-// pageLookups reads the api's answer cache counters of movie pages (hit,
-// miss), or nil when its /metrics does not answer.
-func (ru *runner) pageLookups(ctx context.Context) map[string]float64 {
+// apiMetrics is the api's Prometheus text exposition, or "" when its
+// /metrics does not answer.
+func (ru *runner) apiMetrics(ctx context.Context) string {
 	b, err := opsBody(ctx, ru.api.URL()+"/metrics")
 	if err != nil {
-		return nil
+		return ""
 	}
-	return parsePageLookups(string(b))
+	return string(b)
+}
+
+// apiReadFigures records under prefix what the api's own metrics say of
+// the movie-page reads since before (an apiMetrics text): the share it
+// read from PostgreSQL (page_miss_ratio), and the bound of its request
+// histogram that 99% of them took no longer than (api_p99_bound_ms): the
+// time inside its handler, without the waits for a CPU before and after
+// it that the reader's own p99 includes.
+func (ru *runner) apiReadFigures(ctx context.Context, prefix, before string) {
+	after := ru.apiMetrics(ctx)
+	if before == "" || after == "" {
+		return
+	}
+	if b, a := parsePageLookups(before), parsePageLookups(after); b != nil && a != nil {
+		hit, miss := a["hit"]-b["hit"], a["miss"]-b["miss"]
+		if hit+miss > 0 {
+			ru.m[prefix+"page_miss_ratio"] = miss / (hit + miss)
+		}
+	}
+	if le, ok := quantileBound(parsePageLatency(before), parsePageLatency(after), 0.99); ok {
+		ru.m[prefix+"api_p99_bound_ms"] = le * 1000
+	}
+}
+
+// pageRoute labels the api's movie-page answers in its request histogram.
+const pageRoute = `reviewpipe_api_request_duration_seconds_bucket{code="200",route="GET /v1/movies/{movie_id}/reviews",le="`
+
+// parsePageLatency takes the cumulative bucket counts of the api's 200
+// answers to movie-page reads out of its exposition, by upper bound in
+// seconds (+Inf included).
+func parsePageLatency(text string) map[float64]float64 {
+	out := map[float64]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, pageRoute)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		l, err1 := strconv.ParseFloat(le, 64)
+		c, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
+		if err1 == nil && err2 == nil {
+			out[l] = c
+		}
+	}
+	return out
+}
+
+// quantileBound is the smallest bucket bound (seconds) under which at least
+// q of the observations between two cumulative histograms fall; ok is false
+// when none fell between them, or only the +Inf bucket holds q.
+func quantileBound(before, after map[float64]float64, q float64) (le float64, ok bool) {
+	total := after[math.Inf(1)] - before[math.Inf(1)]
+	if total <= 0 {
+		return 0, false
+	}
+	bounds := make([]float64, 0, len(after))
+	for b := range after {
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	for _, b := range bounds {
+		if math.IsInf(b, 1) {
+			break
+		}
+		if after[b]-before[b] >= q*total {
+			return b, true
+		}
+	}
+	return 0, false
+}
+
+// lateP99 is the 99th percentile of how late the samples were sent, in ms.
+func lateP99(samples []Sample) float64 {
+	if len(samples) == 0 {
+		return 0
+	}
+	late := make([]time.Duration, len(samples))
+	for i, s := range samples {
+		late[i] = s.Late
+	}
+	slices.Sort(late)
+	return float64(late[(len(late)*99)/100]) / float64(time.Millisecond)
+}
+
+// bound prints an api_p99_bound_ms figure (0: not known).
+func bound(ms float64) string {
+	if ms <= 0 {
+		return "?"
+	}
+	return strconv.FormatFloat(ms, 'f', -1, 64) + " ms"
 }
 
 // opsBody is the body of a 200 answer to opsGet.
@@ -183,19 +280,6 @@ func parsePageLookups(text string) map[string]float64 {
 		return nil
 	}
 	return out
-}
-
-// missRatio records under prefix the share of the movie pages the api
-// read from PostgreSQL (its answer cache missed) since before.
-func (ru *runner) missRatio(ctx context.Context, prefix string, before map[string]float64) {
-	after := ru.pageLookups(ctx)
-	if before == nil || after == nil {
-		return
-	}
-	hit, miss := after["hit"]-before["hit"], after["miss"]-before["miss"]
-	if hit+miss > 0 {
-		ru.m[prefix+"page_miss_ratio"] = miss / (hit + miss)
-	}
 }
 
 // floor measures net/http's own CPU per read at the idle read phase's rate
@@ -240,14 +324,15 @@ func (ru *runner) ingestReads(ctx context.Context, movies int) error {
 	var reads []Sample
 	var wg sync.WaitGroup
 	mk := ru.mark()
-	lookups := ru.pageLookups(ctx)
+	before := ru.apiMetrics(ctx)
 	wg.Go(func() { reads = Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady) })
 	rs := c.OpenLoop(ctx, ingest/float64(cfg.K), cfg.Steady, 4096)
 	wg.Wait()
 	cores := ru.cores(mk, 0)
-	ru.missRatio(ctx, "read_", lookups)
+	ru.apiReadFigures(ctx, "read_", before)
 	ru.want += c.Accepted.Load()
 	ru.r.Reads = Summarize(reads)
+	m["read_sent_late_p99_ms"] = lateP99(reads)
 	m["read_p50_ms"], m["read_p99_ms"], m["read_p999_ms"] = ru.r.Reads.P50, ru.r.Reads.P99, ru.r.Reads.P999
 	m["read_ok_ratio"] = ratio(ru.r.Reads.OK, ru.r.Reads.Count)
 	m["read_rate_per_s"] = float64(ru.r.Reads.Count) / cfg.Steady.Seconds()
@@ -258,8 +343,8 @@ func (ru *runner) ingestReads(ctx context.Context, movies int) error {
 	if _, err := ru.settle(ctx, "read"); err != nil {
 		return err
 	}
-	ru.logf("  read phase: read p50 %.1f ms, p99 %.1f ms (%.0f%% 200); CPU us per read: api %.0f, postgres %.0f (ingest's share taken off)",
-		ru.r.Reads.P50, ru.r.Reads.P99, 100*m["read_ok_ratio"], m["read_cpu_us_per_read_api"], m["read_cpu_us_per_read_postgres"])
+	ru.logf("  read phase: read p50 %.1f ms, p99 %.1f ms (%.0f%% 200; sent late: p99 %.1f ms; in the api's handler: 99%% within %s); CPU us per read: api %.0f, postgres %.0f (ingest's share taken off)",
+		ru.r.Reads.P50, ru.r.Reads.P99, 100*m["read_ok_ratio"], m["read_sent_late_p99_ms"], bound(m["read_api_p99_bound_ms"]), m["read_cpu_us_per_read_api"], m["read_cpu_us_per_read_postgres"])
 	ru.limit("read", cores, false)
 	return nil
 }

@@ -40,6 +40,7 @@ type Config struct {
 	Drain       time.Duration // longest wait for the store to catch up
 	ServiceEnv  []string      // KEY=value added to every service's environment
 	IngestNice  int           // nice level of processor and sink, as make run's INGEST_NICE (0: off)
+	APIAlone    bool          // the api in a session of its own, as make run starts it (stack.StartAlone)
 	ProfileDir  string        // when set, CPU profiles of the max phase (and the api's of the idle read phase) go here
 	Log         func(format string, args ...any)
 }
@@ -159,7 +160,11 @@ func (ru *runner) start(ctx context.Context) error {
 	if ru.sink, err = sl.StartNice(ctx, cfg.IngestNice, cfg.BinDir, "sink", "SINK_ADDR", extra...); err != nil {
 		return err
 	}
-	if ru.api, err = sl.Start(ctx, cfg.BinDir, "api", "API_ADDR", extra...); err != nil {
+	startAPI := sl.Start
+	if cfg.APIAlone {
+		startAPI = sl.StartAlone
+	}
+	if ru.api, err = startAPI(ctx, cfg.BinDir, "api", "API_ADDR", extra...); err != nil {
 		return err
 	}
 	var listenCtx context.Context

@@ -98,13 +98,28 @@ type Proc struct {
 // Start runs binDir/name on a free 127.0.0.1 port given in addrVar, with
 // the slice's environment plus extra, and waits up to 60s for /readyz.
 func (s *Slice) Start(ctx context.Context, binDir, name, addrVar string, extra ...string) (*Proc, error) {
-	return s.StartNice(ctx, 0, binDir, name, addrVar, extra...)
+	return s.start(ctx, 0, false, binDir, name, addrVar, extra...)
 }
 
 // StartNice is Start with the process at the given nice level (0: as this
 // one), through nice(1) as scripts/run.sh starts the ingest consumers, so
 // that every thread of it has the level from its first instruction.
 func (s *Slice) StartNice(ctx context.Context, nice int, binDir, name, addrVar string, extra ...string) (*Proc, error) {
+	return s.start(ctx, nice, false, binDir, name, addrVar, extra...)
+}
+
+// StartAlone is Start with the process in a session of its own, as
+// scripts/run.sh starts the api. Where Linux groups processes by session
+// for the scheduler (autogroup, on by default), its CPU share is then
+// weighed against each other session's (Kafka's, each PostgreSQL
+// backend's, the generator's with the other services) rather than inside
+// the generator's, where the receiver, the ingest consumers and the
+// generator itself crowd it.
+func (s *Slice) StartAlone(ctx context.Context, binDir, name, addrVar string, extra ...string) (*Proc, error) {
+	return s.start(ctx, 0, true, binDir, name, addrVar, extra...)
+}
+
+func (s *Slice) start(ctx context.Context, nice int, alone bool, binDir, name, addrVar string, extra ...string) (*Proc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -113,6 +128,9 @@ func (s *Slice) StartNice(ctx context.Context, nice int, binDir, name, addrVar s
 	p.cmd = exec.Command(filepath.Join(binDir, name))
 	if nice > 0 {
 		p.cmd = exec.Command("nice", "-n", strconv.Itoa(nice), filepath.Join(binDir, name))
+	}
+	if alone {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	}
 	p.cmd.Env = append(append(append(os.Environ(), s.Env()...), addrVar+"="+addr, "LOG_LEVEL=warn"), extra...)
 	out, err := p.cmd.StdoutPipe()
