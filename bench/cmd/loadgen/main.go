@@ -105,6 +105,8 @@ func parseFlags(args []string) (*options, error) {
 		"nice level of processor and sink (0: off); default INGEST_NICE, else 10, as make run starts them")
 	fs.BoolVar(&o.cfg.APIAlone, "api-alone", true,
 		"start the api in a session of its own, as make run does (its own scheduling group under Linux autogroup); false: in the generator's, with the other services")
+	fs.BoolVar(&o.cfg.ReaderApart, "reader-apart", false,
+		"read phases: the reader as a process in a session of its own, as a client on another machine would be (its CPU is then not the generator's); default: a goroutine of the generator")
 	fs.StringVar(&o.selfProf, "cpuprofile", "", "write the load generator's own CPU profile over the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -162,6 +164,13 @@ func run() error {
 			return err
 		}
 		return load.ServeFloor(size)
+	}
+	if len(os.Args) > 1 && os.Args[1] == load.ReaderFlag {
+		base, rate, movies, d, err := load.ParseReaderArgs(os.Args[2:])
+		if err != nil {
+			return err
+		}
+		return load.ServeReader(context.Background(), base, rate, movies, d, os.Stdout)
 	}
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
@@ -228,7 +237,7 @@ func newReport(o *options, brokers string) *report {
 			"ceiling": o.cfg.Ceiling.String(), "kafka_brokers": brokers, "bin": o.binDir, "baseline_bin": o.baseBin,
 			"light_rates": fmt.Sprint(o.lightRates), "light": o.cfg.Light.String(), "light_movies": strconv.Itoa(o.lightMovies),
 			"hot_movies": strconv.Itoa(o.hotMovies), "hot_reviews": strconv.Itoa(o.hotReviews),
-			"ingest_nice": strconv.Itoa(o.cfg.IngestNice), "api_alone": strconv.FormatBool(o.cfg.APIAlone)},
+			"ingest_nice": strconv.Itoa(o.cfg.IngestNice), "api_alone": strconv.FormatBool(o.cfg.APIAlone), "reader_apart": strconv.FormatBool(o.cfg.ReaderApart)},
 	}
 	return rep
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/reviewpipe/reviewpipe/bench/internal/stack"
@@ -84,6 +85,7 @@ type floorServer struct {
 // returns once it said its address.
 func startFloor(ctx context.Context, exe string, size int) (*floorServer, error) {
 	cmd := exec.CommandContext(ctx, exe, FloorFlag, strconv.Itoa(size))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // as the api runs (-api-alone)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

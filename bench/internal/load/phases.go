@@ -128,7 +128,7 @@ func (ru *runner) reads(ctx context.Context) error {
 	mk := ru.mark()
 	readProfiled := profile(cfg.ProfileDir, cfg.Steady, ru.api)
 	before := ru.apiMetrics(ctx)
-	idleReads := Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady)
+	idleReads := ru.readPages(ctx, movies)
 	idle := Summarize(idleReads)
 	m["idle_read_sent_late_p99_ms"] = lateP99(idleReads)
 	cores := ru.cores(mk, 0)
@@ -146,6 +146,24 @@ func (ru *runner) reads(ctx context.Context) error {
 		ru.floor(ctx, movies)
 	}
 	return ru.ingestReads(ctx, movies)
+}
+
+// readPages is the reader of a read phase: at ReadRate over movies for
+// Steady, in a process of its own with ReaderApart (else, or when that
+// process fails, noted in the report's errors, in this one).
+func (ru *runner) readPages(ctx context.Context, movies int) []Sample {
+	cfg := ru.cfg
+	if cfg.ReaderApart {
+		exe, err := os.Executable()
+		if err == nil {
+			var samples []Sample
+			if samples, err = ReaderApart(ctx, exe, ru.api.URL(), cfg.ReadRate, movies, cfg.Steady); err == nil {
+				return samples
+			}
+		}
+		ru.r.Errors = append(ru.r.Errors, "reader apart: "+err.Error())
+	}
+	return Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady)
 }
 
 // apiMetrics is the api's Prometheus text exposition, or "" when its
@@ -325,7 +343,7 @@ func (ru *runner) ingestReads(ctx context.Context, movies int) error {
 	var wg sync.WaitGroup
 	mk := ru.mark()
 	before := ru.apiMetrics(ctx)
-	wg.Go(func() { reads = Reader(ctx, ru.apiClient, cfg.ReadRate, movies, cfg.Steady) })
+	wg.Go(func() { reads = ru.readPages(ctx, movies) })
 	rs := c.OpenLoop(ctx, ingest/float64(cfg.K), cfg.Steady, 4096)
 	wg.Wait()
 	cores := ru.cores(mk, 0)

@@ -41,6 +41,7 @@ type Config struct {
 	ServiceEnv  []string      // KEY=value added to every service's environment
 	IngestNice  int           // nice level of processor and sink, as make run's INGEST_NICE (0: off)
 	APIAlone    bool          // the api in a session of its own, as make run starts it (stack.StartAlone)
+	ReaderApart bool          // the read phases' reader as a process in a session of its own (ReaderApart)
 	ProfileDir  string        // when set, CPU profiles of the max phase (and the api's of the idle read phase) go here
 	Log         func(format string, args ...any)
 }
