@@ -16,9 +16,9 @@ import (
 // (pace.go) a round also waits up to busyLinger from its first write, so
 // that at the maximum requests are as large as a linger makes them, but
 // goes out once lingerGap passed without a new write; below a quarter of
-// that rate, or after half a second with no write, it sends at once again. It wraps a kafka.Writer whose BatchTimeout
-// is near zero (NewEagerWriter), so that one call to it is one produce
-// request per partition.
+// that rate, or after half a second with no write, it sends at once again.
+// It wraps a kafka.Writer whose BatchTimeout is near zero (NewEagerWriter),
+// so that one call to it is one produce request per partition.
 //
 // A write whose caller gave up (its context ended) before its round began
 // is dropped, never sent: unlike kafka-go's own queue, nothing a caller
