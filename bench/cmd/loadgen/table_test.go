@@ -83,3 +83,20 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+// The light rows carry issue 13's targets at 20/s and 300/s, and none at
+// other rates (besides every event arriving).
+func TestLightTargets(t *testing.T) {
+	want := map[string]string{
+		"light20_webhook_p99_ms": "<= 10", "light20_live_p50_ms": "<= 20", "light20_live_p99_ms": "<= 50",
+		"light300_webhook_p99_ms": "<= 20",
+	}
+	for _, r := range lightRows([]float64{20, 200, 300}) {
+		if strings.HasSuffix(r.keys[0], "_live_coverage") {
+			want[r.keys[0]] = "1"
+		}
+		if got := r.target; got != want[r.keys[0]] {
+			t.Errorf("%s: target %q, want %q", r.keys[0], got, want[r.keys[0]])
+		}
+	}
+}
