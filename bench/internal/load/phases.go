@@ -248,17 +248,15 @@ func quantileBound(before, after map[float64]float64, q float64) (le float64, ok
 	return 0, false
 }
 
-// lateP99 is the 99th percentile of how late the samples were sent, in ms.
+// lateP99 is the 99th percentile (Quantile, as the reads' own p99) of how
+// late the samples were sent, in ms.
 func lateP99(samples []Sample) float64 {
-	if len(samples) == 0 {
-		return 0
-	}
-	late := make([]time.Duration, len(samples))
+	late := make([]float64, len(samples))
 	for i, s := range samples {
-		late[i] = s.Late
+		late[i] = float64(s.Late) / float64(time.Millisecond)
 	}
 	slices.Sort(late)
-	return float64(late[(len(late)*99)/100]) / float64(time.Millisecond)
+	return Quantile(late, .99)
 }
 
 // bound prints an api_p99_bound_ms figure (0: not known).
