@@ -4,16 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
+// NewAdminClient is a kafka.Client over a Transport of its own, and the
+// func that closes the Transport's connections (call it when done). A
+// kafka.Client without a Transport uses kafka-go's DefaultTransport, which
+// the whole process shares and which keeps its connections and cluster
+// metadata between calls (answering metadata requests from that cache):
+// after a broker of the fault suite's cluster was killed and came back,
+// every admin call of the test process then failed at once with
+// "unexpected EOF", five scenarios in a row. Each client of its own starts
+// from the brokers: a connection and a metadata request per client, which
+// admin calls (setup, readiness, offsets) can afford.
+func NewAdminClient(brokers []string, timeout time.Duration) (*kafka.Client, func()) {
+	t := &kafka.Transport{Dial: (&net.Dialer{Timeout: 3 * time.Second}).DialContext}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout, Transport: t}, t.CloseIdleConnections
+}
+
 // Ping sends one metadata request and returns the number of brokers that
 // answered in it. It is the readiness probe for Kafka.
 func Ping(ctx context.Context, brokers []string) (int, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 3 * time.Second}
+	c, done := NewAdminClient(brokers, 3*time.Second)
+	defer done()
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		return 0, fmt.Errorf("kafka metadata request to %v: %w", brokers, err)
@@ -58,11 +75,40 @@ func WaitReady(ctx context.Context, brokers []string, minBrokers int) error {
 // an older version kept the broker's 1 MiB, which refuses legal records);
 // other settings of existing topics are left as they are. It is idempotent
 // and safe to run from several processes at once.
+//
+// It goes through kafka-go's shared DefaultTransport first: a creation
+// refreshes the metadata that transport caches for this process's writers
+// and readers, which would otherwise not know the new topics for up to its
+// MetadataTTL. When that fails short of an answer from Kafka (the shared
+// transport can hold a connection to a broker that went away: see
+// NewAdminClient), it tries once more with a client of its own.
 func EnsureTopics(ctx context.Context, brokers []string, names Names, specs []TopicSpec, replication int) error {
+	return withAdminRetry(brokers, 15*time.Second, func(c *kafka.Client) error {
+		return ensureTopics(ctx, c, names, specs, replication)
+	})
+}
+
+// withAdminRetry runs call with a kafka.Client over the DefaultTransport,
+// and again with one of its own (NewAdminClient) when that failed without
+// an error from Kafka itself.
+func withAdminRetry(brokers []string, timeout time.Duration, call func(*kafka.Client) error) error {
+	err := call(&kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout})
+	var kerr kafka.Error
+	if err == nil || errors.As(err, &kerr) {
+		return err
+	}
+	c, done := NewAdminClient(brokers, timeout)
+	defer done()
+	if err2 := call(c); err2 != nil {
+		return fmt.Errorf("%w (and through a fresh connection: %w)", err, err2)
+	}
+	return nil
+}
+
+func ensureTopics(ctx context.Context, c *kafka.Client, names Names, specs []TopicSpec, replication int) error {
 	if replication <= 0 {
 		replication = 1
 	}
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
 		cfg := []kafka.ConfigEntry{
@@ -165,7 +211,8 @@ func waitMaxMessageBytes(ctx context.Context, c *kafka.Client, topics []kafka.To
 
 // TopicMaxMessageBytes returns the max.message.bytes in force on topic.
 func TopicMaxMessageBytes(ctx context.Context, brokers []string, topic string) (int, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	c, done := NewAdminClient(brokers, 10*time.Second)
+	defer done()
 	got, err := maxMessageBytes(ctx, c, []string{topic})
 	if err != nil {
 		return 0, err
@@ -253,8 +300,14 @@ func allLed(md *kafka.MetadataResponse) bool {
 
 // DeleteTopics removes the topics of specs under names; missing ones are
 // ignored. Tests use it in t.Cleanup.
+// Like EnsureTopics it goes through the shared transport first.
 func DeleteTopics(ctx context.Context, brokers []string, names Names, specs []TopicSpec) error {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	return withAdminRetry(brokers, 15*time.Second, func(c *kafka.Client) error {
+		return deleteTopics(ctx, c, names, specs)
+	})
+}
+
+func deleteTopics(ctx context.Context, c *kafka.Client, names Names, specs []TopicSpec) error {
 	req := &kafka.DeleteTopicsRequest{}
 	for _, s := range specs {
 		req.Topics = append(req.Topics, names.Topic(s.Topic))

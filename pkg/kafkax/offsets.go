@@ -23,7 +23,8 @@ const offsetsTimeout = 10 * time.Second
 // without a leader), rather than returning part of the answer. It blocks
 // until the brokers answer or ctx ends.
 func Offsets(ctx context.Context, brokers []string, topics ...string) (map[string]map[int]Span, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: offsetsTimeout}
+	c, done := NewAdminClient(brokers, offsetsTimeout)
+	defer done()
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return nil, fmt.Errorf("kafka metadata of %v: %w", topics, err)
@@ -53,7 +54,8 @@ func EndOffsets(ctx context.Context, brokers []string, topic string) (map[int]in
 // ListOffsets request (no metadata request). It blocks until the brokers
 // answer or ctx ends.
 func PartitionOffsets(ctx context.Context, brokers []string, topic string, partition int) (Span, error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: offsetsTimeout}
+	c, done := NewAdminClient(brokers, offsetsTimeout)
+	defer done()
 	spans, err := listOffsets(ctx, c, map[string][]int{topic: {partition}})
 	if err != nil {
 		return Span{}, err

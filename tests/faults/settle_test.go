@@ -36,7 +36,8 @@ func (e *env) lag(ctx context.Context) (processor, sink int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
+	c, done := kafkax.NewAdminClient(e.brokers, 5*time.Second)
+	defer done()
 	parts := make([]int, n)
 	for i := range parts {
 		parts[i] = i

@@ -252,12 +252,15 @@ func (e *env) waitFullISR(t *testing.T, limit time.Duration) {
 	for _, s := range kafkax.Specs(kafkax.DefaultPartitions) {
 		topics = append(topics, e.names.Topic(s.Topic))
 	}
-	c := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
 	deadline := time.Now().Add(limit)
 	for {
+		// A client of its own each time: kafka-go's shared transport
+		// answers metadata from its cache, which would show old ISRs.
+		c, done := kafkax.NewAdminClient(e.brokers, 5*time.Second)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 		cancel()
+		done()
 		short := -1
 		if err == nil {
 			short = 0

@@ -276,7 +276,8 @@ func (p *Processor) Run(ctx context.Context) error {
 // partition: the state of input partition n lives on changelog partition n.
 func (p *Processor) checkTopics(ctx context.Context) error {
 	raw, state := p.cfg.Names.Topic(kafkax.TopicRaw), p.cfg.Names.Topic(kafkax.TopicProcessorState)
-	c := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Timeout: 10 * time.Second}
+	c, done := kafkax.NewAdminClient(p.cfg.Brokers, 10*time.Second)
+	defer done()
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{raw, state}})
 	if err != nil {
 		return fmt.Errorf("kafka metadata: %w", err)

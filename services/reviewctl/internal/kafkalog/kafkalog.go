@@ -75,7 +75,8 @@ func (c *Client) dialLeader(ctx context.Context, p int) (*kafka.Conn, error) {
 
 // partitions lists the topic's partition ids.
 func (c *Client) partitions(ctx context.Context) ([]int, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second}
+	cl, done := kafkax.NewAdminClient(c.brokers, 10*time.Second)
+	defer done()
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.topic}})
 	if err != nil {
 		return nil, fmt.Errorf("kafka metadata of %s (KAFKA_BROKERS=%v): %w", c.topic, c.brokers, err)
@@ -277,7 +278,8 @@ func (c *Client) Fetch(ctx context.Context, partition int, offsets []int64, fn f
 // for the given partitions; a partition with no committed offset (or an
 // error for it) is left out of the map.
 func (c *Client) Committed(ctx context.Context, group string, partitions []int) (map[int]int64, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second}
+	cl, done := kafkax.NewAdminClient(c.brokers, 10*time.Second)
+	defer done()
 	res, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{c.topic: partitions}})
 	if err != nil {
 		return nil, err
