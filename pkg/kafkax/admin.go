@@ -299,8 +299,8 @@ func allLed(md *kafka.MetadataResponse) bool {
 }
 
 // DeleteTopics removes the topics of specs under names; missing ones are
-// ignored. Tests use it in t.Cleanup.
-// Like EnsureTopics it goes through the shared transport first.
+// ignored. Tests use it in t.Cleanup. Like EnsureTopics it goes through the
+// shared transport first, then once through a client of its own.
 func DeleteTopics(ctx context.Context, brokers []string, names Names, specs []TopicSpec) error {
 	return withAdminRetry(brokers, 15*time.Second, func(c *kafka.Client) error {
 		return deleteTopics(ctx, c, names, specs)

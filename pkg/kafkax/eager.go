@@ -126,8 +126,9 @@ func (e *EagerWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 }
 
 // run sends rounds until the queue is empty. While the pace is busy, a
-// round starts busyLinger after its first write, unless that has passed
-// already (the previous round took longer).
+// round waits as lingerWait says (busyLinger from its first write, cut
+// short by lingerGap without a write), unless that has passed already (the
+// previous round took longer).
 func (e *EagerWriter) run() {
 	lingered := false
 	for {

@@ -27,8 +27,8 @@ const (
 const writerBusyRate = 1000.0
 
 // pace tracks an arrival rate (of one partition's records, or of the
-// records given to one writer) and the mode it works in. Not safe for concurrent use: its owner
-// serialises the calls.
+// records given to one writer) and the mode it works in. Not safe for
+// concurrent use: its owner serialises the calls.
 type pace struct {
 	always time.Duration // GroupConfig.Linger: a wait even when quiet
 	busyL  time.Duration // the wait when busy (GroupConfig.BusyLinger)
